@@ -1,0 +1,224 @@
+"""Accounts as a person meets them: sign up, sign in, sign out, reset, profile, admin."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def _signed_in_username(client) -> str | None:
+    response = client.get(reverse("profile"))
+    if response.status_code != 200:
+        return None
+    return response.context["user"].username
+
+
+def test_home_sends_visitors_to_sign_in_and_members_to_lobby(client, user_factory):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("account_login")
+    client.force_login(user_factory())
+    assert client.get("/")["Location"] == reverse("chatrooms:lobby")
+
+
+def test_signup_creates_account_signs_in_and_mails_confirmation(client):
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "username": "newbie",
+            "email": "newbie@example.com",
+            "password1": "correct-horse-battery",
+            "password2": "correct-horse-battery",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/chats/"
+    user = get_user_model().objects.get(username="newbie")
+    assert user.email == "newbie@example.com"
+    assert _signed_in_username(client) == "newbie"
+    # Verification is optional by default: a confirmation mail is still sent.
+    assert len(mail.outbox) == 1
+    assert "newbie@example.com" in mail.outbox[0].to
+
+
+def test_signup_form_shows_errors_and_creates_nothing(client, user_factory):
+    user_factory(username="taken")
+    response = client.post(
+        reverse("account_signup"),
+        {"username": "taken", "email": "bad", "password1": "x", "password2": "y"},
+    )
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "invalid-feedback" in body or "is-invalid" in body
+    assert get_user_model().objects.filter(username="taken").count() == 1
+    assert not get_user_model().objects.filter(email="bad").exists()
+
+
+def test_mandatory_email_verification_does_not_sign_in(client, settings):
+    settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "username": "careful",
+            "email": "careful@example.com",
+            "password1": "correct-horse-battery",
+            "password2": "correct-horse-battery",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("account_email_verification_sent")
+    assert _signed_in_username(client) is None
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("login_field", ["username", "email"])
+def test_sign_in_by_username_or_email(client, user_factory, login_field):
+    user = user_factory(username="alice")
+    response = client.post(
+        reverse("account_login"),
+        {"login": getattr(user, login_field), "password": user.raw_password},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/chats/"
+    assert _signed_in_username(client) == "alice"
+
+
+def test_sign_in_with_wrong_password_shows_error(client, user_factory):
+    user = user_factory(username="alice")
+    response = client.post(reverse("account_login"), {"login": user.username, "password": "nope"})
+    assert response.status_code == 200
+    assert "not correct" in response.content.decode()
+    assert _signed_in_username(client) is None
+
+
+def test_sign_in_attempts_are_rate_limited(client, user_factory):
+    user = user_factory(username="alice")
+    for _ in range(5):
+        client.post(reverse("account_login"), {"login": user.username, "password": "nope"})
+    # The right password no longer helps once the attempts are used up.
+    response = client.post(
+        reverse("account_login"), {"login": user.username, "password": user.raw_password}
+    )
+    assert response.status_code == 200
+    assert "Too many failed login attempts" in response.content.decode()
+    assert _signed_in_username(client) is None
+
+
+def test_sign_out_needs_post(client, user_factory):
+    client.force_login(user_factory(username="alice"))
+    response = client.get(reverse("account_logout"))
+    assert response.status_code == 200  # a confirmation page, not a sign-out
+    assert _signed_in_username(client) == "alice"
+    response = client.post(reverse("account_logout"))
+    assert response.status_code == 302
+    assert _signed_in_username(client) is None
+
+
+def test_password_reset_mails_a_working_link(client, user_factory):
+    user = user_factory(username="alice")
+    response = client.post(reverse("account_reset_password"), {"email": user.email})
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1
+    link = re.search(r"https?://[^/\s]+(/accounts/password/reset/key/\S+)", mail.outbox[0].body)
+    assert link, mail.outbox[0].body
+    response = client.get(link.group(1), follow=True)
+    assert response.status_code == 200
+    form_url = response.redirect_chain[-1][0] if response.redirect_chain else link.group(1)
+    response = client.post(
+        form_url, {"password1": "brand-new-secret-9", "password2": "brand-new-secret-9"}
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("brand-new-secret-9")
+
+
+def test_password_change(client, user_factory):
+    user = user_factory(username="alice")
+    client.force_login(user)
+    response = client.post(
+        reverse("account_change_password"),
+        {
+            "oldpassword": user.raw_password,
+            "password1": "another-fine-secret",
+            "password2": "another-fine-secret",
+        },
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("another-fine-secret")
+
+
+def test_profile_needs_sign_in(client):
+    response = client.get(reverse("profile"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+def test_profile_changes_display_name(client, user_factory):
+    user = user_factory(username="alice")
+    client.force_login(user)
+    response = client.post(reverse("profile"), {"display_name": "  Alice   L.  "})
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.display_name == "Alice L."
+    page = client.get(reverse("profile")).content.decode()
+    assert "Alice L." in page
+
+
+def test_profile_rejects_control_characters_and_keeps_old_name(client, user_factory):
+    user = user_factory(username="alice", display_name="Alice")
+    client.force_login(user)
+    response = client.post(reverse("profile"), {"display_name": "evil\u202ename"})
+    assert response.status_code == 200
+    assert "letters, digits" in response.content.decode()
+    user.refresh_from_db()
+    assert user.display_name == "Alice"
+
+
+def test_profile_escapes_display_name(client, user_factory):
+    user = user_factory(username="alice", display_name="<script>alert(1)</script>")
+    client.force_login(user)
+    body = client.get(reverse("profile")).content.decode()
+    assert "<script>alert(1)</script>" not in body
+    assert "&lt;script&gt;" in body
+
+
+def test_auth_pages_use_site_layout_and_local_bootstrap(client):
+    body = client.get(reverse("account_login")).content.decode()
+    assert 'aria-label="Main"' in body  # the site's navbar from base.html
+    assert "/static/vendor/bootstrap/bootstrap.min.css" in body
+    assert "cdn" not in body.lower()
+    assert 'form-control" required id="id_login"' in body  # crispy-forms, bootstrap5
+
+
+def test_admin_is_for_staff_only(client, user_factory):
+    client.force_login(user_factory(username="plain"))
+    response = client.get(reverse("admin:accounts_user_changelist"))
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+    staff = user_factory(username="boss", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    response = client.get(reverse("admin:accounts_user_changelist"))
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Date joined" in body and "Last login" in body
+
+
+def test_admin_user_search_and_filters(client, user_factory):
+    user_factory(username="zelda", email="zelda@hyrule.example")
+    user_factory(username="link")
+    client.force_login(user_factory(username="boss", is_staff=True, is_superuser=True))
+    url = reverse("admin:accounts_user_changelist")
+    found = client.get(url, {"q": "hyrule"}).context["cl"].result_list
+    assert [u.username for u in found] == ["zelda"]
+    staff_only = client.get(url, {"is_staff__exact": "1"}).context["cl"].result_list
+    assert [u.username for u in staff_only] == ["boss"]
+    inactive = client.get(url, {"is_active__exact": "0"}).context["cl"].result_list
+    assert list(inactive) == []

@@ -1,0 +1,120 @@
+"""Shared fixtures: factories for test data, and the real services.
+
+Tests that need Redis or PostgreSQL use `redis_url` / `postgres_url`: they
+skip with the reason when the service is unreachable on a laptop, and fail
+when CI=true, so that CI always runs them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import uuid
+from urllib.parse import urlparse
+
+import pytest
+
+# One Redis key prefix per test run: runs sharing one Redis never meet.
+RUN_PREFIX = f"chat-test-{uuid.uuid4().hex[:12]}"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_configure(config):
+    from django.conf import settings
+
+    settings.REDIS_PREFIX = RUN_PREFIX
+    if "CONFIG" in settings.CHANNEL_LAYERS["default"]:
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{RUN_PREFIX}:asgi"
+    settings.CACHES["default"]["KEY_PREFIX"] = f"{RUN_PREFIX}:cache"
+
+
+def _reachable(url: str) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _require(service: str, url: str, variable: str) -> str:
+    if _reachable(url):
+        return url
+    reason = f"{service} is not reachable at {url} (set {variable})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis: TEST_REDIS_URL, else REDIS_URL, else the local default."""
+    url = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    return _require("Redis", url, "TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL server's maintenance database."""
+    url = os.environ.get("TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    return _require("PostgreSQL", url, "TEST_POSTGRES_URL")
+
+
+def redis_layer_settings(url: str, prefix: str = RUN_PREFIX) -> dict:
+    """CHANNEL_LAYERS for a real Redis, built by the same code as production."""
+    from django.conf import settings
+
+    layer = {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [{"address": url, "socket_timeout": 30, "max_connections": 2000}],
+            "prefix": f"{prefix}:asgi",
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+    current = settings.CHANNEL_LAYERS["default"]
+    if current["BACKEND"] == layer["BACKEND"]:
+        layer = {**current, "CONFIG": {**current["CONFIG"], "prefix": f"{prefix}:asgi"}}
+    return {"default": layer}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters (allauth's, ours) never leak from one test to the next.
+
+    On Redis only this run's keys are deleted: the server is shared.
+    """
+    yield
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}*"):
+            client.delete(key)
+    else:
+        cache.clear()
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def user_factory(db):
+    """Make users: user_factory(username="alice", password=..., **fields)."""
+    from allauth.account.models import EmailAddress
+    from django.contrib.auth import get_user_model
+
+    def make(username: str | None = None, password: str = "a-good-passphrase-42", **fields):
+        n = next(_counter)
+        username = username or f"user{n}"
+        fields.setdefault("email", f"{username}@example.com")
+        user = get_user_model().objects.create_user(username=username, password=password, **fields)
+        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+        user.raw_password = password
+        return user
+
+    return make
