@@ -1,0 +1,34 @@
+"""The demo data of fixtures/ loads once, and its users can sign in."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_data_loads_once_and_users_sign_in(client, settings):
+    settings.DEBUG = True
+    call_command("load_demo")
+    users = get_user_model().objects
+    assert set(users.values_list("username", flat=True)) >= {"admin", "alice", "bob", "carol"}
+    assert users.get(username="admin").is_staff
+    response = client.post(
+        "/accounts/login/", {"login": "alice@example.com", "password": "demo-password-123"}
+    )
+    assert response.status_code == 302
+    count = users.count()
+    users.filter(username="bob").update(display_name="Changed")
+    call_command("load_demo")  # a second run leaves the data alone
+    assert users.count() == count
+    assert users.get(username="bob").display_name == "Changed"
+
+
+def test_demo_data_refused_in_production(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DJANGO_DEBUG=0"):
+        call_command("load_demo")
+    assert not get_user_model().objects.exists()
