@@ -1,3 +1,9 @@
 """WebSocket URLs (the http side is chatrooms/urls.py)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from chatrooms.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/<slug:slug>/", ChatConsumer.as_asgi()),
+]

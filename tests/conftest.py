@@ -118,3 +118,35 @@ def user_factory(db):
         return user
 
     return make
+
+
+@pytest.fixture
+def room_factory(db):
+    """Make rooms: room_factory(name="General", owner=user, is_private=False, ...)."""
+    from chatrooms.models import Membership, Room
+
+    def make(name: str | None = None, *, owner=None, members=(), **fields):
+        n = next(_counter)
+        name = name or f"Room {n}"
+        fields.setdefault("slug", f"room-{n}")
+        room = Room.objects.create(name=name, created_by=owner, **fields)
+        if owner is not None:
+            Membership.objects.create(room=room, user=owner, role=Membership.Role.OWNER)
+        for member in members:
+            Membership.objects.create(room=room, user=member)
+        return room
+
+    return make
+
+
+@pytest.fixture
+def message_factory(db):
+    """Make messages: message_factory(room, author, body="...")."""
+    from chatrooms.models import Message
+
+    def make(room, author, body: str | None = None, **fields):
+        return Message.objects.create(
+            room=room, author=author, body=body or f"message {next(_counter)}", **fields
+        )
+
+    return make

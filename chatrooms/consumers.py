@@ -1,0 +1,222 @@
+"""The chat socket: thin; rules live in protocol, services, selectors, presence."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from chatrooms import protocol, selectors, services
+from chatrooms.presence import Conn, broadcast_presence, tracker
+from chatrooms.ratelimit import FrameBudget, message_allowed
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    """One socket in one room: `/ws/chat/<slug>/` (docs/protocol.md)."""
+
+    access: services.RoomAccess | None = None
+    conn: Conn | None = None
+
+    async def dispatch(self, message):
+        """Route to the handler, without Channels' per-event close_old_connections.
+
+        Channels runs close_old_connections in a worker thread before every
+        event (a thread hop per member per broadcast). This consumer never
+        touches the ORM itself: every query runs in database_sync_to_async,
+        which closes old connections around it.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # --- Lifecycle ---------------------------------------------------------------
+
+    async def connect(self):
+        """Refuse anything DESIGN.md refuses; else join, accept, say hello."""
+        user = self.scope["user"]
+        if not user.is_authenticated or not user.is_active:
+            await self.close()
+            return
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        self.access = await database_sync_to_async(services.room_enter)(user=user, slug=slug)
+        if self.access is None:
+            await self.close()
+            return
+        self.user = user
+        self.display_name = user.display_name or user.username
+        self.room_group = protocol.room_group_name(self.access.room_id)
+        self.budget = FrameBudget()
+        self.floor = 0  # frames of messages up to this id were in hello
+        # Join the groups before reading history: a message stored in
+        # between then arrives twice (dropped by id), never zero times.
+        await self.channel_layer.group_add(self.room_group, self.channel_name)
+        await self.channel_layer.group_add(protocol.user_group_name(user.id), self.channel_name)
+        await self.accept()
+        self.conn = Conn(self.channel_name, self.access.room_id, user.username)
+        joined = await tracker.join(self.conn)
+        await self.send_hello()
+        if joined:
+            await broadcast_presence(
+                self.channel_layer,
+                self.access.room_id,
+                user.username,
+                "join",
+                skip=self.channel_name,
+            )
+
+    async def send_hello(self):
+        access = self.access
+        after = _positive_int(self.scope.get("query_string", b""), "after")
+        page = settings.CHAT_HISTORY_PAGE
+        hello = {
+            "type": "hello",
+            "room": {
+                "slug": access.slug,
+                "name": access.name,
+                "topic": access.topic,
+                "is_private": access.is_private,
+            },
+            "user": {"username": self.user.username, "display_name": self.display_name},
+        }
+        if after is None:
+            messages, has_more = await database_sync_to_async(selectors.message_history)(
+                room_id=access.room_id, before=None, limit=page
+            )
+        else:
+            catch_up = await database_sync_to_async(selectors.message_catch_up)(
+                room_id=access.room_id, after=after, limit=settings.CHAT_CATCHUP_LIMIT, page=page
+            )
+            messages, has_more = catch_up.messages, catch_up.has_more
+            hello["truncated"] = catch_up.truncated
+        hello["online"] = await tracker.online(access.room_id)
+        hello["messages"] = messages
+        hello["has_more"] = has_more
+        hello["last_read"] = access.last_read_id
+        self.floor = max((m["id"] for m in messages if m["type"] == "chat.message"), default=0)
+        await self.send(protocol.encode(hello))
+
+    async def disconnect(self, code):
+        """Leave the groups and, on the user's last socket, the online list."""
+        if self.access is None:
+            return
+        await self.channel_layer.group_discard(self.room_group, self.channel_name)
+        await self.channel_layer.group_discard(
+            protocol.user_group_name(self.user.id), self.channel_name
+        )
+        if self.conn is not None and await tracker.leave(self.conn):
+            await broadcast_presence(
+                self.channel_layer, self.access.room_id, self.user.username, "leave"
+            )
+
+    # --- Client frames ----------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Parse one frame; any error is answered and the socket stays open."""
+        if text_data is None:
+            await self.send_error("bad_frame", "Binary frames are not part of this protocol.")
+            return
+        if len(text_data) > protocol.MAX_FRAME_CHARS:
+            await self.close(code=protocol.CLOSE_TOO_BIG)
+            return
+        try:
+            event = protocol.parse_client_text(
+                text_data,
+                max_chars=settings.CHAT_MAX_MESSAGE_CHARS,
+                history_page=settings.CHAT_HISTORY_PAGE,
+            )
+            if event.type == "chat.message":
+                await self.on_message(event)
+            elif not self.budget.take():
+                raise protocol.ProtocolError("rate_limited", "Too many frames; slow down.")
+            else:
+                await getattr(self, "on_" + event.type.replace(".", "_"))(event)
+        except protocol.ProtocolError as exc:
+            await self.send(protocol.encode(exc.frame()))
+        except services.ServiceError as exc:
+            await self.send_error(exc.code, exc.detail, getattr(event, "id", None))
+
+    async def on_message(self, event: protocol.ChatMessage):
+        """Store, then broadcast with the server's username, id and time."""
+        access = self.access
+        if not await message_allowed(user_id=self.user.id, room_id=access.room_id):
+            raise protocol.ProtocolError("rate_limited", "You are sending messages too fast.")
+        frame, created = await database_sync_to_async(services.message_create)(
+            room_id=access.room_id,
+            user=self.user,
+            body=event.message,
+            client_id=event.client_id,
+        )
+        if created:
+            await self.channel_layer.group_send(
+                self.room_group, services.room_event(frame, id=frame["id"])
+            )
+        else:  # a retry: only the sender needs its message (again)
+            await self.send(protocol.encode(frame))
+
+    async def on_chat_edit(self, event: protocol.ChatEdit):
+        await database_sync_to_async(services.message_edit)(
+            room_id=self.access.room_id, message_id=event.id, user=self.user, body=event.message
+        )
+
+    async def on_chat_delete(self, event: protocol.ChatDelete):
+        await database_sync_to_async(services.message_delete)(
+            room_id=self.access.room_id, message_id=event.id, user=self.user
+        )
+
+    async def on_typing(self, event: protocol.Typing):
+        frame = protocol.typing_frame(
+            user=self.user.username, display_name=self.display_name, active=event.active
+        )
+        await self.channel_layer.group_send(
+            self.room_group, services.room_event(frame, skip=self.channel_name)
+        )
+
+    async def on_history(self, event: protocol.History):
+        messages, has_more = await database_sync_to_async(selectors.message_history)(
+            room_id=self.access.room_id, before=event.before, limit=event.limit
+        )
+        await self.send(
+            protocol.encode(protocol.history_frame(messages=messages, has_more=has_more))
+        )
+
+    async def on_read(self, event: protocol.Read):
+        await database_sync_to_async(services.membership_mark_read)(
+            membership_id=self.access.membership_id,
+            room_id=self.access.room_id,
+            message_id=event.id,
+        )
+
+    async def on_ping(self, event: protocol.Ping):
+        await self.send(protocol.PONG)
+
+    async def send_error(self, code, detail, message_id=None):
+        await self.send(protocol.encode(protocol.error_frame(code, detail, message_id)))
+
+    # --- Channel-layer events ----------------------------------------------------------
+
+    async def chat_frame(self, event):
+        """A frame encoded once for the whole room: just send it."""
+        if event.get("skip") == self.channel_name:
+            return  # not echoed: typing to the typist, a join to the joiner
+        message_id = event.get("id")
+        if message_id is not None and message_id <= self.floor:
+            return  # already sent in hello
+        await self.send(event["text"])
+
+    async def socket_close(self, event):
+        """Close this socket for good: kicked, banned, archived, signed out..."""
+        await self.send(protocol.encode(protocol.closed_frame(event["reason"])))
+        await self.close(code=protocol.CLOSE_POLICY)
+
+
+def _positive_int(query_string: bytes, name: str) -> int | None:
+    values = parse_qs(query_string.decode("latin-1")).get(name)
+    if not values or not re.fullmatch(r"[0-9]{1,19}", values[0]):
+        return None
+    value = int(values[0])
+    return value if 1 <= value <= protocol.MAX_ID else None

@@ -1,0 +1,264 @@
+"""Who is online in which room: a user is online while one of their sockets is.
+
+Two stores, one interface:
+
+- RedisPresence (REDIS_URL set): shared by every process. Each socket is a
+  member of a per-(room, user) sorted set scored by its expiry; a per-room
+  sorted set holds each user's latest expiry. Every process refreshes its
+  own sockets every CHAT_PRESENCE_TIMEOUT/3 seconds, and reaps users whose
+  sockets all expired (a killed process never runs `disconnect`): the
+  process whose atomic removal succeeds broadcasts the `leave`. So the users
+  of a dead process leave within CHAT_PRESENCE_TIMEOUT plus one period.
+- MemoryPresence (no Redis): one process, nothing expires.
+
+`join` and `leave` answer whether this socket changed the user's state
+(0 -> 1 sockets, 1 -> 0), so a second tab never announces anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import redis as sync_redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from chatrooms import protocol
+from chatrooms.redis import get_redis, key, redis_url
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Conn:
+    """One socket in one room."""
+
+    conn_id: str
+    room_id: int
+    username: str
+
+
+# --- In-process --------------------------------------------------------------------
+
+
+class MemoryPresence:
+    """Presence for a single process (the embedded default)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+
+    async def join(self, conn: Conn) -> bool:
+        sockets = self.rooms[conn.room_id][conn.username]
+        sockets.add(conn.conn_id)
+        return len(sockets) == 1
+
+    async def leave(self, conn: Conn) -> bool:
+        users = self.rooms.get(conn.room_id, {})
+        sockets = users.get(conn.username)
+        if not sockets or conn.conn_id not in sockets:
+            return False
+        sockets.discard(conn.conn_id)
+        if sockets:
+            return False
+        del users[conn.username]
+        if not users:
+            self.rooms.pop(conn.room_id, None)
+        return True
+
+    async def online(self, room_id: int) -> list[str]:
+        return sorted(self.rooms.get(room_id, {}))
+
+    def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        return {room_id: len(self.rooms.get(room_id, {})) for room_id in room_ids}
+
+
+# --- Redis ---------------------------------------------------------------------------
+
+# KEYS: user set, room set. ARGV: conn, now, ttl, username. Returns 1 when
+# the user had no live socket before (a join, or a rejoin after expiry).
+_JOIN = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local before = redis.call('ZCARD', KEYS[1])
+local expires = tonumber(ARGV[2]) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
+local listed = redis.call('ZSCORE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[2], 'GT', expires, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3]) * 2000))
+if before == 0 or not listed or tonumber(listed) <= tonumber(ARGV[2]) then
+  return 1
+end
+return 0
+"""
+# KEYS: user set, room set. ARGV: conn, now, username. 1 when it was the
+# user's last live socket and the user is now gone from the room.
+_LEAVE = """
+local removed = redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
+  return redis.call('ZREM', KEYS[2], ARGV[3])
+end
+return 0
+"""
+# KEYS: room set. ARGV: now. The users whose sockets all expired, removed.
+_REAP = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+end
+return gone
+"""
+
+
+def _room_key(room_id: int) -> str:
+    return key("presence", room_id)
+
+
+def _user_key(room_id: int, username: str) -> str:
+    return key("presence", room_id, "u", username)
+
+
+class RedisPresence:
+    """Presence shared by every process through Redis, with expiry."""
+
+    def __init__(self) -> None:
+        self._sync: sync_redis.Redis | None = None
+
+    @property
+    def ttl(self) -> float:
+        return float(settings.CHAT_PRESENCE_TIMEOUT)
+
+    async def join(self, conn: Conn) -> bool:
+        return bool(
+            await get_redis().eval(
+                _JOIN,
+                2,
+                _user_key(conn.room_id, conn.username),
+                _room_key(conn.room_id),
+                conn.conn_id,
+                time.time(),
+                self.ttl,
+                conn.username,
+            )
+        )
+
+    async def leave(self, conn: Conn) -> bool:
+        return bool(
+            await get_redis().eval(
+                _LEAVE,
+                2,
+                _user_key(conn.room_id, conn.username),
+                _room_key(conn.room_id),
+                conn.conn_id,
+                time.time(),
+                conn.username,
+            )
+        )
+
+    async def online(self, room_id: int) -> list[str]:
+        names = await get_redis().zrangebyscore(_room_key(room_id), time.time(), "+inf")
+        return sorted(name.decode() for name in names)
+
+    async def reap(self, room_id: int) -> list[str]:
+        """Remove and return the users of the room whose sockets all expired."""
+        gone = await get_redis().eval(_REAP, 1, _room_key(room_id), time.time())
+        return sorted(name.decode() for name in gone)
+
+    def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        """Synchronous, for the lobby view."""
+        if self._sync is None:
+            self._sync = sync_redis.Redis.from_url(
+                redis_url(), socket_timeout=5, socket_connect_timeout=5
+            )
+        now = time.time()
+        pipe = self._sync.pipeline(transaction=False)
+        for room_id in room_ids:
+            pipe.zcount(_room_key(room_id), now, "+inf")
+        return dict(zip(room_ids, pipe.execute(), strict=True))
+
+
+# --- This process's sockets, refreshed and reaped ------------------------------------
+
+
+class Tracker:
+    """The sockets of this process, kept alive in the store.
+
+    With Redis, one task per process refreshes every local socket and reaps
+    expired users of the rooms it serves, broadcasting their `leave`.
+    """
+
+    def __init__(self) -> None:
+        self.memory = MemoryPresence()
+        self.redis = RedisPresence()
+        self.conns: dict[str, Conn] = {}
+        self._task: asyncio.Task | None = None
+
+    @property
+    def store(self) -> MemoryPresence | RedisPresence:
+        return self.redis if redis_url() else self.memory
+
+    async def join(self, conn: Conn) -> bool:
+        """Register a socket; True when its user just came online in the room."""
+        self.conns[conn.conn_id] = conn
+        if redis_url():
+            self._ensure_task()
+        return await self.store.join(conn)
+
+    async def leave(self, conn: Conn) -> bool:
+        """Forget a socket; True when its user just went offline in the room."""
+        self.conns.pop(conn.conn_id, None)
+        return await self.store.leave(conn)
+
+    async def online(self, room_id: int) -> list[str]:
+        return await self.store.online(room_id)
+
+    def online_counts(self, room_ids: list[int]) -> dict[int, int]:
+        return self.store.online_counts(room_ids)
+
+    def _ensure_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._keep_alive())
+
+    async def _keep_alive(self) -> None:
+        while self.conns:
+            await asyncio.sleep(self.redis.ttl / 3)
+            with contextlib.suppress(Exception):
+                await self.refresh()
+
+    async def refresh(self) -> None:
+        """One round: refresh every local socket, reap expired users, tell the rooms."""
+        layer = get_channel_layer()
+        for conn in list(self.conns.values()):
+            try:
+                if await self.redis.join(conn):
+                    # Back after Redis lost it (restart, flush): say so.
+                    await broadcast_presence(layer, conn.room_id, conn.username, "join")
+            except Exception:
+                logger.warning("presence refresh failed for room %s", conn.room_id, exc_info=True)
+        for room_id in {conn.room_id for conn in self.conns.values()}:
+            for username in await self.redis.reap(room_id):
+                await broadcast_presence(layer, room_id, username, "leave")
+
+
+async def broadcast_presence(
+    layer, room_id: int, username: str, status: str, skip: str = ""
+) -> None:
+    """Tell the room that `username` joined or left, with the new online list.
+
+    `skip`: a socket that knows already (the joiner, whose hello said it).
+    """
+    online = await tracker.online(room_id)
+    frame = protocol.presence_frame(user=username, status=status, online=online)
+    await layer.group_send(
+        protocol.room_group_name(room_id),
+        {"type": "chat.frame", "text": protocol.encode(frame), "skip": skip},
+    )
+
+
+tracker = Tracker()

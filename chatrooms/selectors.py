@@ -1,0 +1,149 @@
+"""Every read that encodes a rule: who sees which room, history, catch-up.
+
+The HTML views (first render) and the consumer (connect, history frames)
+share these, so a rule lives in one place. They return plain data: the
+consumer runs them in a worker thread and must not touch lazy relations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from chatrooms import protocol
+from chatrooms.models import Membership, Message, Room
+
+_MESSAGE_FIELDS = (
+    "id",
+    "author__username",
+    "author__display_name",
+    "body",
+    "created_at",
+    "client_id",
+    "edited_at",
+)
+
+
+def _message_frame(row: dict[str, Any]) -> dict[str, Any]:
+    username = row["author__username"] or "[deleted user]"
+    return protocol.message_frame(
+        id=row["id"],
+        user=username,
+        display_name=row["author__display_name"] or username,
+        message=row["body"],
+        ts=row["created_at"],
+        client_id=row["client_id"],
+        edited_at=row["edited_at"],
+    )
+
+
+def _live_messages(room_id: int) -> QuerySet[Message]:
+    return Message.objects.filter(room_id=room_id, deleted_at__isnull=True)
+
+
+def message_history(*, room_id: int, before: int | None, limit: int) -> tuple[list[dict], bool]:
+    """Up to `limit` live messages with id < before (None: the latest), oldest first.
+
+    Returns (frames, has_more).
+    """
+    qs = _live_messages(room_id)
+    if before is not None:
+        qs = qs.filter(id__lt=before)
+    rows = list(qs.order_by("-id").values(*_MESSAGE_FIELDS)[: limit + 1])
+    has_more = len(rows) > limit
+    return [_message_frame(row) for row in reversed(rows[:limit])], has_more
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """What a reconnecting client missed."""
+
+    messages: list[dict]
+    has_more: bool
+    truncated: bool
+
+
+def message_catch_up(*, room_id: int, after: int, limit: int, page: int) -> CatchUp:
+    """Every live message after id `after`, then the edits and deletes since it was sent.
+
+    Past `limit` missed messages, the latest page instead, with truncated=True.
+    """
+    newer = list(
+        _live_messages(room_id)
+        .filter(id__gt=after)
+        .order_by("id")
+        .values(*_MESSAGE_FIELDS)[: limit + 1]
+    )
+    if len(newer) > limit:
+        messages, has_more = message_history(room_id=room_id, before=None, limit=page)
+        return CatchUp(messages=messages, has_more=has_more, truncated=True)
+    frames = [_message_frame(row) for row in newer]
+    since = (
+        Message.objects.filter(room_id=room_id, id__lte=after)
+        .order_by("-id")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    if since is not None:
+        changed = (
+            Message.objects.filter(room_id=room_id, id__lte=after)
+            .filter(Q(edited_at__gt=since) | Q(deleted_at__gt=since))
+            .order_by("id")
+            .values("id", "body", "edited_at", "deleted_at")[:limit]
+        )
+        for row in changed:
+            if row["deleted_at"] is not None:
+                frames.append(protocol.delete_frame(id=row["id"]))
+            else:
+                frames.append(
+                    protocol.edit_frame(
+                        id=row["id"], message=row["body"], edited_at=row["edited_at"]
+                    )
+                )
+    has_more = _live_messages(room_id).filter(id__lte=after).exists()
+    return CatchUp(messages=frames, has_more=has_more, truncated=False)
+
+
+def room_for_slug(slug: str) -> Room | None:
+    """The live (not archived) room with that slug, or None."""
+    return Room.objects.filter(slug=slug, archived_at__isnull=True).first()
+
+
+def membership_for(*, user_id: int, room_id: int) -> Membership | None:
+    """The user's membership in the room, banned or not, or None."""
+    return Membership.objects.filter(user_id=user_id, room_id=room_id).first()
+
+
+def room_list_for_user(*, user_id: int) -> list[dict[str, Any]]:
+    """The user's live rooms, each with its unread count (messages by others past last read)."""
+    unread = (
+        Message.objects.filter(
+            room_id=OuterRef("room_id"),
+            id__gt=OuterRef("last_read_id"),
+            deleted_at__isnull=True,
+        )
+        .exclude(author_id=user_id)
+        .order_by()
+        .values("room_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    memberships = (
+        Membership.objects.filter(user_id=user_id, is_banned=False, room__archived_at__isnull=True)
+        .select_related("room")
+        .annotate(unread=Coalesce(Subquery(unread), Value(0)))
+        .order_by("room__name")
+    )
+    return [{"room": m.room, "membership": m, "unread": m.unread} for m in memberships]
+
+
+def public_rooms_to_join(*, user_id: int) -> QuerySet[Room]:
+    """Live public rooms the user is not in (and not banned from)."""
+    return (
+        Room.objects.filter(is_private=False, archived_at__isnull=True)
+        .exclude(memberships__user_id=user_id)
+        .order_by("name")
+    )

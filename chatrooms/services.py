@@ -1,0 +1,251 @@
+"""Every write of the chat goes through here: HTTP, WebSocket, admin and
+commands behave alike.
+
+Services are synchronous (the consumer calls them through
+database_sync_to_async) and return plain data. A change other people must
+see live is broadcast after its transaction commits (`broadcast_on_commit`),
+except a new chat message: its only writer is the consumer, which sends the
+frame right after the INSERT returns, to keep the message path to that one
+query and one channel-layer send.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from chatrooms import protocol, selectors
+from chatrooms.models import ROOM_SLUG_MAX, Membership, Message, Room
+
+
+class ServiceError(Exception):
+    """A write that the rules forbid; `code` is a protocol error code."""
+
+    def __init__(self, code: protocol.ErrorCode, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# --- Broadcasting ---------------------------------------------------------------
+
+
+def room_event(frame: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A channel-layer event carrying a frame encoded once for every member."""
+    return {"type": "chat.frame", "text": protocol.encode(frame), **extra}
+
+
+def broadcast_on_commit(room_id: int, frame: dict[str, Any]) -> None:
+    """Send `frame` to the room's sockets once the current transaction commits."""
+
+    def send() -> None:
+        layer = get_channel_layer()
+        async_to_sync(layer.group_send)(protocol.room_group_name(room_id), room_event(frame))
+
+    transaction.on_commit(send)
+
+
+# --- Rooms and memberships ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomAccess:
+    """What a socket needs to know about its room and its user's place in it."""
+
+    room_id: int
+    slug: str
+    name: str
+    topic: str
+    is_private: bool
+    membership_id: int
+    role: str
+    last_read_id: int
+
+
+def room_enter(*, user, slug: str) -> RoomAccess | None:
+    """Let `user` into the room, joining a public one; None when not allowed.
+
+    Not allowed: no such room, an archived room, a private room without
+    membership, a ban.
+    """
+    room = selectors.room_for_slug(slug)
+    if room is None:
+        return None
+    membership = selectors.membership_for(user_id=user.id, room_id=room.id)
+    if membership is None:
+        if room.is_private:
+            return None
+        membership, _ = Membership.objects.get_or_create(room=room, user=user)
+    if membership.is_banned:
+        return None
+    return RoomAccess(
+        room_id=room.id,
+        slug=room.slug,
+        name=room.name,
+        topic=room.topic,
+        is_private=room.is_private,
+        membership_id=membership.id,
+        role=membership.role,
+        last_read_id=membership.last_read_id,
+    )
+
+
+# Paths under /chats/ that a room's slug must not shadow.
+RESERVED_SLUGS = frozenset({"new", "enter", "invite"})
+
+
+def room_slug_for(name: str) -> str:
+    """The slug a room name maps to ("" when it has no letter or digit)."""
+    slug = slugify(name)[: ROOM_SLUG_MAX - 8].strip("-")
+    return f"{slug}-room" if slug in RESERVED_SLUGS else slug
+
+
+def _unique_slug(name: str) -> str:
+    base = room_slug_for(name) or "room"
+    slug, n = base, 1
+    while Room.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def room_create(*, user, name: str, topic: str = "", is_private: bool = False) -> Room:
+    """A new room, with `user` as its owner."""
+    room = Room.objects.create(
+        slug=_unique_slug(name), name=name, topic=topic, is_private=is_private, created_by=user
+    )
+    Membership.objects.create(room=room, user=user, role=Membership.Role.OWNER)
+    return room
+
+
+def room_get_or_create_by_name(*, user, name: str) -> Room | None:
+    """The tutorial's "enter any room name": the room with that name's slug.
+
+    A new name creates a public room owned by `user`. An existing room is
+    returned when the user may enter it (the room page then joins them), and
+    None when it is private to others, archived, or bans them.
+    """
+    slug = room_slug_for(name)
+    if not slug:
+        return None
+    room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(slug=slug, name=name, created_by=user)
+                Membership.objects.create(room=room, user=user, role=Membership.Role.OWNER)
+            return room
+        except IntegrityError:  # someone created it a moment ago
+            room = Room.objects.get(slug=slug)
+    if room_enter(user=user, slug=room.slug) is None:
+        return None
+    return room
+
+
+def membership_mark_read(*, membership_id: int, room_id: int, message_id: int) -> bool:
+    """Move the read marker forward to `message_id`, a message of this room; never back."""
+    updated = (
+        Membership.objects.filter(id=membership_id, last_read_id__lt=message_id)
+        .filter(room__messages__id=message_id, room_id=room_id)
+        .update(last_read_id=message_id)
+    )
+    return updated == 1
+
+
+# --- Messages -------------------------------------------------------------------------
+
+
+def message_create(
+    *, room_id: int, user, body: str, client_id: str = ""
+) -> tuple[dict[str, Any], bool]:
+    """Store a message; returns (its frame, created).
+
+    A repeat of (user, room, client_id) stores nothing and returns the
+    stored message with created=False. Callers broadcast a created one.
+    """
+    if client_id:
+        existing = _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
+        if existing is not None:
+            return existing, False
+        try:
+            with transaction.atomic():
+                message = Message.objects.create(
+                    room_id=room_id, author=user, body=body, client_id=client_id
+                )
+        except IntegrityError:  # the same send raced itself in from another socket
+            existing = _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
+            if existing is None:
+                raise
+            return existing, False
+    else:
+        message = Message.objects.create(room_id=room_id, author=user, body=body)
+    return _frame_for(message, user), True
+
+
+def _frame_for(message: Message, user) -> dict[str, Any]:
+    return protocol.message_frame(
+        id=message.id,
+        user=user.username,
+        display_name=user.display_name or user.username,
+        message=message.body,
+        ts=message.created_at,
+        client_id=message.client_id,
+        edited_at=message.edited_at,
+    )
+
+
+def _message_by_client_id(*, room_id: int, user, client_id: str) -> dict[str, Any] | None:
+    message = Message.objects.filter(room_id=room_id, author=user, client_id=client_id).first()
+    if message is None:
+        return None
+    if message.is_deleted:
+        # Retried after it was deleted: the retry must not resurrect it.
+        return protocol.delete_frame(id=message.id)
+    return _frame_for(message, user)
+
+
+def _message_for_change(*, room_id: int, message_id: int, user) -> Message:
+    message = (
+        Message.objects.select_for_update()
+        .filter(id=message_id, room_id=room_id, deleted_at__isnull=True)
+        .first()
+    )
+    if message is None:
+        raise ServiceError("not_found", "No such message in this room.")
+    return message
+
+
+@transaction.atomic
+def message_edit(*, room_id: int, message_id: int, user, body: str) -> dict[str, Any]:
+    """Change the text of one's own message; broadcast the edit."""
+    message = _message_for_change(room_id=room_id, message_id=message_id, user=user)
+    if message.author_id != user.id:
+        raise ServiceError("forbidden", "You can only edit your own messages.")
+    message.body = body
+    message.edited_at = timezone.now()
+    message.save(update_fields=["body", "edited_at"])
+    frame = protocol.edit_frame(id=message.id, message=body, edited_at=message.edited_at)
+    broadcast_on_commit(room_id, frame)
+    return frame
+
+
+@transaction.atomic
+def message_delete(*, room_id: int, message_id: int, user) -> dict[str, Any]:
+    """Soft-delete a message: the author's own, or any as the room's owner or moderator."""
+    message = _message_for_change(room_id=room_id, message_id=message_id, user=user)
+    if message.author_id != user.id:
+        membership = selectors.membership_for(user_id=user.id, room_id=room_id)
+        if membership is None or not membership.can_moderate:
+            raise ServiceError("forbidden", "You can only delete your own messages.")
+    message.deleted_at = timezone.now()
+    message.save(update_fields=["deleted_at"])
+    frame = protocol.delete_frame(id=message.id)
+    broadcast_on_commit(room_id, frame)
+    return frame
