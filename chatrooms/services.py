@@ -11,6 +11,7 @@ query and one channel-layer send.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,24 +170,32 @@ def message_create(
 
     A repeat of (user, room, client_id) stores nothing and returns the
     stored message with created=False. Callers broadcast a created one.
+    The INSERT is the only query in the common case: a repeat is found by
+    the unique constraint refusing it, not by a lookup before every insert.
     """
-    if client_id:
-        existing = _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
-        if existing is not None:
-            return existing, False
-        try:
-            with transaction.atomic():
-                message = Message.objects.create(
-                    room_id=room_id, author=user, body=body, client_id=client_id
-                )
-        except IntegrityError:  # the same send raced itself in from another socket
-            existing = _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
-            if existing is None:
-                raise
-            return existing, False
-    else:
-        message = Message.objects.create(room_id=room_id, author=user, body=body)
+    try:
+        with _savepoint_if_in_transaction():
+            message = Message.objects.create(
+                room_id=room_id, author=user, body=body, client_id=client_id
+            )
+    except IntegrityError:
+        existing = (
+            _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
+            if client_id
+            else None
+        )
+        if existing is None:
+            raise
+        return existing, False
     return _frame_for(message, user), True
+
+
+def _savepoint_if_in_transaction():
+    # In autocommit (the consumer's case) a failed INSERT leaves nothing to
+    # roll back; inside a caller's transaction it must not poison it.
+    if transaction.get_connection().in_atomic_block:
+        return transaction.atomic()
+    return contextlib.nullcontext()
 
 
 def _frame_for(message: Message, user) -> dict[str, Any]:

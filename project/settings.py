@@ -301,6 +301,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True
 # Sending "preload" submits nothing; it lets the owner submit the domain.
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
 
+# daphne's runserver (`make run`) refuses larger WebSocket frames itself,
+# closing with 1009; production passes the same limits on daphne's command
+# line (docs/deploy.md). The consumer checks again for any other server.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 64 * 1024
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
+
 # --- Static files ---------------------------------------------------------------------
 
 STATIC_URL = "static/"

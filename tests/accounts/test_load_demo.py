@@ -16,6 +16,12 @@ def test_demo_data_loads_once_and_users_sign_in(client, settings):
     users = get_user_model().objects
     assert set(users.values_list("username", flat=True)) >= {"admin", "alice", "bob", "carol"}
     assert users.get(username="admin").is_staff
+    from chatrooms.models import Membership, Message, Room
+
+    assert set(Room.objects.values_list("slug", flat=True)) == {"general", "random", "leads"}
+    assert Room.objects.get(slug="leads").is_private
+    assert Membership.objects.get(room__slug="general", user__username="alice").role == "owner"
+    assert Message.objects.filter(room__slug="general").count() >= 10
     response = client.post(
         "/accounts/login/", {"login": "alice@example.com", "password": "demo-password-123"}
     )

@@ -1,0 +1,183 @@
+"""Services: stored state, emitted events and query counts."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import IntegrityError
+
+from chatrooms import protocol, selectors, services
+from chatrooms.models import Membership, Message, Room
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alice(user_factory):
+    return user_factory(username="alice", display_name="Alice")
+
+
+@pytest.fixture
+def room(room_factory, alice):
+    return room_factory("General", owner=alice, slug="general")
+
+
+@pytest.fixture
+def listener(settings):
+    """A channel in the room's group of the in-memory layer: what a socket would get."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+
+    def listen(room_id):
+        name = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(protocol.room_group_name(room_id), name)
+        return lambda: async_to_sync(layer.receive)(name)
+
+    return listen
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_create_is_one_insert(room, alice, django_assert_num_queries):
+    # In autocommit, as the consumer calls it: no lookup, no savepoint.
+    with django_assert_num_queries(1):
+        frame, created = services.message_create(
+            room_id=room.id, user=alice, body="hi", client_id="c-1"
+        )
+    assert created
+    assert frame["user"] == "alice" and frame["display_name"] == "Alice"
+    assert Message.objects.get(id=frame["id"]).body == "hi"
+
+
+def test_message_create_repeat_returns_the_stored_one(room, alice):
+    first, _ = services.message_create(room_id=room.id, user=alice, body="hi", client_id="c-1")
+    again, created = services.message_create(
+        room_id=room.id, user=alice, body="hi (retry)", client_id="c-1"
+    )
+    assert not created
+    assert again["id"] == first["id"] and again["message"] == "hi"
+    assert Message.objects.count() == 1
+
+
+def test_message_create_repeat_of_a_deleted_message_stays_deleted(room, alice):
+    first, _ = services.message_create(room_id=room.id, user=alice, body="hi", client_id="c-1")
+    services.message_delete(room_id=room.id, message_id=first["id"], user=alice)
+    again, created = services.message_create(
+        room_id=room.id, user=alice, body="hi", client_id="c-1"
+    )
+    assert not created and again == {"type": "chat.delete", "id": first["id"]}
+
+
+def test_message_create_without_client_id_never_dedupes(room, alice):
+    services.message_create(room_id=room.id, user=alice, body="same")
+    services.message_create(room_id=room.id, user=alice, body="same")
+    assert Message.objects.count() == 2
+
+
+def test_database_refuses_a_duplicate_client_id(room, alice):
+    Message.objects.create(room=room, author=alice, body="a", client_id="x")
+    with pytest.raises(IntegrityError):
+        Message.objects.create(room=room, author=alice, body="b", client_id="x")
+
+
+def test_edit_broadcasts_after_commit(room, alice, listener, django_capture_on_commit_callbacks):
+    receive = listener(room.id)
+    message = Message.objects.create(room=room, author=alice, body="helo")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        frame = services.message_edit(
+            room_id=room.id, message_id=message.id, user=alice, body="hello"
+        )
+    assert len(callbacks) == 1
+    event = receive()
+    assert event["type"] == "chat.frame"
+    assert protocol.decode_json(event["text"]) == frame
+    message.refresh_from_db()
+    assert message.body == "hello" and message.edited_at is not None
+
+
+def test_nothing_is_broadcast_when_the_transaction_rolls_back(
+    room, alice, django_capture_on_commit_callbacks
+):
+    message = Message.objects.create(room=room, author=alice, body="x")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        with pytest.raises(services.ServiceError):
+            services.message_delete(room_id=room.id, message_id=message.id + 1, user=alice)
+    assert callbacks == []
+
+
+def test_moderator_deletes_others_messages_member_cannot(room, alice, user_factory):
+    bob, carol = user_factory(username="bob"), user_factory(username="carol")
+    Membership.objects.create(room=room, user=bob, role="moderator")
+    Membership.objects.create(room=room, user=carol)
+    message = Message.objects.create(room=room, author=alice, body="x")
+    with pytest.raises(services.ServiceError) as exc:
+        services.message_delete(room_id=room.id, message_id=message.id, user=carol)
+    assert exc.value.code == "forbidden"
+    services.message_delete(room_id=room.id, message_id=message.id, user=bob)
+    message.refresh_from_db()
+    assert message.deleted_at is not None
+    with pytest.raises(services.ServiceError) as exc:  # gone now
+        services.message_delete(room_id=room.id, message_id=message.id, user=bob)
+    assert exc.value.code == "not_found"
+
+
+def test_room_create_makes_owner_and_unique_slugs(alice):
+    first = services.room_create(user=alice, name="Design Team", topic="pixels")
+    second = services.room_create(user=alice, name="Design team!")
+    assert first.slug == "design-team" and second.slug == "design-team-2"
+    assert Membership.objects.get(room=first, user=alice).role == "owner"
+
+
+def test_room_create_avoids_reserved_and_empty_slugs(alice):
+    assert services.room_create(user=alice, name="New").slug == "new-room"
+    assert services.room_create(user=alice, name="日本語").slug == "room"
+
+
+def test_enter_by_name_creates_public_room_or_joins_existing(alice, user_factory):
+    bob = user_factory(username="bob")
+    room = services.room_get_or_create_by_name(user=alice, name="Lobby Talk")
+    assert room.slug == "lobby-talk" and not room.is_private
+    assert services.room_get_or_create_by_name(user=bob, name="lobby talk") == room
+    assert Membership.objects.get(room=room, user=bob).role == "member"
+
+
+def test_enter_by_name_refuses_private_rooms_of_others(room_factory, alice, user_factory):
+    bob = user_factory(username="bob")
+    room_factory("Secret", owner=alice, is_private=True, slug="secret")
+    assert services.room_get_or_create_by_name(user=bob, name="Secret") is None
+    assert not Membership.objects.filter(user=bob).exists()
+    assert Room.objects.filter(slug="secret").count() == 1
+
+
+def test_room_enter_rules(room_factory, alice, user_factory):
+    bob = user_factory(username="bob")
+    public = room_factory("Pub", owner=alice, slug="pub")
+    room_factory("Priv", owner=alice, slug="priv", is_private=True)
+    assert services.room_enter(user=bob, slug="pub").role == "member"
+    assert services.room_enter(user=bob, slug="priv") is None
+    assert services.room_enter(user=bob, slug="nope") is None
+    Membership.objects.filter(room=public, user=bob).update(is_banned=True)
+    assert services.room_enter(user=bob, slug="pub") is None
+    assert services.room_enter(user=alice, slug="priv").role == "owner"
+
+
+def test_lobby_unread_counts_ignore_own_and_deleted(room, alice, user_factory):
+    bob = user_factory(username="bob")
+    Membership.objects.create(room=room, user=bob)
+    seen = Message.objects.create(room=room, author=alice, body="seen")
+    Membership.objects.filter(user=bob).update(last_read_id=seen.id)
+    Message.objects.create(room=room, author=alice, body="new 1")
+    Message.objects.create(room=room, author=alice, body="new 2")
+    Message.objects.create(room=room, author=bob, body="mine")
+    from django.utils import timezone
+
+    Message.objects.create(room=room, author=alice, body="gone", deleted_at=timezone.now())
+    rooms = selectors.room_list_for_user(user_id=bob.id)
+    assert [(r["room"].slug, r["unread"]) for r in rooms] == [("general", 2)]
+
+
+def test_message_history_query_count_is_constant(room, alice, django_assert_num_queries):
+    Message.objects.bulk_create([Message(room=room, author=alice, body=str(n)) for n in range(60)])
+    with django_assert_num_queries(1):
+        frames, has_more = selectors.message_history(room_id=room.id, before=None, limit=50)
+    assert len(frames) == 50 and has_more
