@@ -249,7 +249,9 @@ ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_SESSION_REMEMBER = None
 # allauth's defaults spelled out: they live in the cache, which is Redis
 # (shared by every process) when REDIS_URL is set.
-ACCOUNT_RATE_LIMITS = {
+# ACCOUNT_RATE_LIMITS=0 turns them off: only for load tests that sign in
+# hundreds of users from one address (bench/).
+ACCOUNT_RATE_LIMITS = env_bool("ACCOUNT_RATE_LIMITS", True) and {
     "login_failed": "10/m/ip,5/5m/key",
     "login": "30/m/ip",
     "signup": "20/m/ip",
