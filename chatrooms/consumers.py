@@ -1,4 +1,9 @@
-"""The chat socket: thin; rules live in protocol, services, selectors, presence."""
+"""The chat socket: thin; rules live in protocol, services, selectors, presence.
+
+Room frames reach the socket through the process-local hub (chatrooms/hub.py),
+not through a Channels group: the channel layer carries only the control
+events addressed to a user's sockets (kick, ban, sign-out, deactivation).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chatrooms import protocol, selectors, services
+from chatrooms.hub import Outbox, hub
 from chatrooms.presence import Conn, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
 
@@ -20,14 +26,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     access: services.RoomAccess | None = None
     conn: Conn | None = None
+    outbox: Outbox | None = None
 
     async def dispatch(self, message):
         """Route to the handler, without Channels' per-event close_old_connections.
 
         Channels runs close_old_connections in a worker thread before every
-        event (a thread hop per member per broadcast). This consumer never
-        touches the ORM itself: every query runs in database_sync_to_async,
-        which closes old connections around it.
+        event. This consumer never touches the ORM itself: every query runs
+        in database_sync_to_async, which closes old connections around it.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -43,31 +49,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        self.access = await database_sync_to_async(services.room_enter)(user=user, slug=slug)
-        if self.access is None:
+        access = await database_sync_to_async(services.room_enter)(user=user, slug=slug)
+        if access is None:
             await self.close()
             return
-        self.user = user
+        self.access, self.user = access, user
         self.display_name = user.display_name or user.username
-        self.room_group = protocol.room_group_name(self.access.room_id)
         self.budget = FrameBudget()
-        self.floor = 0  # frames of messages up to this id were in hello
-        # Join the groups before reading history: a message stored in
-        # between then arrives twice (dropped by id), never zero times.
-        await self.channel_layer.group_add(self.room_group, self.channel_name)
         await self.channel_layer.group_add(protocol.user_group_name(user.id), self.channel_name)
         await self.accept()
-        self.conn = Conn(self.channel_name, self.access.room_id, user.username)
+        # Join the room before reading history: a message stored in between
+        # is then held, and dropped by id if hello has it; never missed.
+        self.outbox = Outbox(self.base_send, access.room_id)
+        await hub.join(access.room_id, self.channel_name, self.outbox)
+        self.conn = Conn(self.channel_name, access.room_id, user.username)
         joined = await tracker.join(self.conn)
         await self.send_hello()
         if joined:
-            await broadcast_presence(
-                self.channel_layer,
-                self.access.room_id,
-                user.username,
-                "join",
-                skip=self.channel_name,
-            )
+            await broadcast_presence(access.room_id, user.username, "join", skip=self.channel_name)
 
     async def send_hello(self):
         access = self.access
@@ -97,32 +96,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
         hello["messages"] = messages
         hello["has_more"] = has_more
         hello["last_read"] = access.last_read_id
-        self.floor = max((m["id"] for m in messages if m["type"] == "chat.message"), default=0)
-        await self.send(protocol.encode(hello))
+        floor = max((m["id"] for m in messages if m["type"] == "chat.message"), default=0)
+        self.outbox.release(protocol.encode(hello), floor)
 
     async def disconnect(self, code):
-        """Leave the groups and, on the user's last socket, the online list."""
+        """Leave the room and, on the user's last socket, the online list."""
         if self.access is None:
             return
-        await self.channel_layer.group_discard(self.room_group, self.channel_name)
+        await hub.leave(self.access.room_id, self.channel_name)
         await self.channel_layer.group_discard(
             protocol.user_group_name(self.user.id), self.channel_name
         )
         if self.conn is not None and await tracker.leave(self.conn):
-            await broadcast_presence(
-                self.channel_layer, self.access.room_id, self.user.username, "leave"
-            )
+            await broadcast_presence(self.access.room_id, self.user.username, "leave")
 
     # --- Client frames ----------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
         """Parse one frame; any error is answered and the socket stays open."""
         if text_data is None:
-            await self.send_error("bad_frame", "Binary frames are not part of this protocol.")
+            self.reply(protocol.error_frame("bad_frame", "Binary frames are not supported."))
             return
         if len(text_data) > protocol.MAX_FRAME_CHARS:
-            await self.close(code=protocol.CLOSE_TOO_BIG)
+            self.outbox.close(protocol.CLOSE_TOO_BIG)
             return
+        event = None
         try:
             event = protocol.parse_client_text(
                 text_data,
@@ -136,9 +134,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             else:
                 await getattr(self, "on_" + event.type.replace(".", "_"))(event)
         except protocol.ProtocolError as exc:
-            await self.send(protocol.encode(exc.frame()))
+            self.reply(exc.frame())
         except services.ServiceError as exc:
-            await self.send_error(exc.code, exc.detail, getattr(event, "id", None))
+            self.reply(protocol.error_frame(exc.code, exc.detail, getattr(event, "id", None)))
+
+    def reply(self, frame: dict) -> None:
+        """A frame for this socket only, in order with the room's frames."""
+        self.outbox.put(protocol.encode(frame))
 
     async def on_message(self, event: protocol.ChatMessage):
         """Store, then broadcast with the server's username, id and time."""
@@ -152,11 +154,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             client_id=event.client_id,
         )
         if created:
-            await self.channel_layer.group_send(
-                self.room_group, services.room_event(frame, id=frame["id"])
-            )
+            await hub.publish(access.room_id, protocol.encode(frame), frame["id"])
         else:  # a retry: only the sender needs its message (again)
-            await self.send(protocol.encode(frame))
+            self.reply(frame)
 
     async def on_chat_edit(self, event: protocol.ChatEdit):
         await database_sync_to_async(services.message_edit)(
@@ -172,17 +172,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frame = protocol.typing_frame(
             user=self.user.username, display_name=self.display_name, active=event.active
         )
-        await self.channel_layer.group_send(
-            self.room_group, services.room_event(frame, skip=self.channel_name)
-        )
+        await hub.publish(self.access.room_id, protocol.encode(frame), skip=self.channel_name)
 
     async def on_history(self, event: protocol.History):
         messages, has_more = await database_sync_to_async(selectors.message_history)(
             room_id=self.access.room_id, before=event.before, limit=event.limit
         )
-        await self.send(
-            protocol.encode(protocol.history_frame(messages=messages, has_more=has_more))
-        )
+        self.reply(protocol.history_frame(messages=messages, has_more=has_more))
 
     async def on_read(self, event: protocol.Read):
         await database_sync_to_async(services.membership_mark_read)(
@@ -192,26 +188,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
 
     async def on_ping(self, event: protocol.Ping):
-        await self.send(protocol.PONG)
+        self.outbox.put(protocol.PONG)
 
-    async def send_error(self, code, detail, message_id=None):
-        await self.send(protocol.encode(protocol.error_frame(code, detail, message_id)))
-
-    # --- Channel-layer events ----------------------------------------------------------
-
-    async def chat_frame(self, event):
-        """A frame encoded once for the whole room: just send it."""
-        if event.get("skip") == self.channel_name:
-            return  # not echoed: typing to the typist, a join to the joiner
-        message_id = event.get("id")
-        if message_id is not None and message_id <= self.floor:
-            return  # already sent in hello
-        await self.send(event["text"])
+    # --- Channel-layer events (to this user's sockets) ---------------------------------
 
     async def socket_close(self, event):
         """Close this socket for good: kicked, banned, archived, signed out..."""
-        await self.send(protocol.encode(protocol.closed_frame(event["reason"])))
-        await self.close(code=protocol.CLOSE_POLICY)
+        if self.outbox is None:
+            return
+        self.reply(protocol.closed_frame(event["reason"]))
+        self.outbox.close(protocol.CLOSE_POLICY)
 
 
 def _positive_int(query_string: bytes, name: str) -> int | None:

@@ -24,12 +24,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-import redis as sync_redis
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from chatrooms import protocol
-from chatrooms.redis import get_redis, key, redis_url
+from chatrooms.hub import hub
+from chatrooms.redis import get_redis, key, redis_url, sync_redis
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +125,6 @@ def _user_key(room_id: int, username: str) -> str:
 class RedisPresence:
     """Presence shared by every process through Redis, with expiry."""
 
-    def __init__(self) -> None:
-        self._sync: sync_redis.Redis | None = None
-
     @property
     def ttl(self) -> float:
         return float(settings.CHAT_PRESENCE_TIMEOUT)
@@ -171,12 +167,8 @@ class RedisPresence:
 
     def online_counts(self, room_ids: list[int]) -> dict[int, int]:
         """Synchronous, for the lobby view."""
-        if self._sync is None:
-            self._sync = sync_redis.Redis.from_url(
-                redis_url(), socket_timeout=5, socket_connect_timeout=5
-            )
         now = time.time()
-        pipe = self._sync.pipeline(transaction=False)
+        pipe = sync_redis().pipeline(transaction=False)
         for room_id in room_ids:
             pipe.zcount(_room_key(room_id), now, "+inf")
         return dict(zip(room_ids, pipe.execute(), strict=True))
@@ -233,32 +225,26 @@ class Tracker:
 
     async def refresh(self) -> None:
         """One round: refresh every local socket, reap expired users, tell the rooms."""
-        layer = get_channel_layer()
         for conn in list(self.conns.values()):
             try:
                 if await self.redis.join(conn):
                     # Back after Redis lost it (restart, flush): say so.
-                    await broadcast_presence(layer, conn.room_id, conn.username, "join")
+                    await broadcast_presence(conn.room_id, conn.username, "join")
             except Exception:
                 logger.warning("presence refresh failed for room %s", conn.room_id, exc_info=True)
         for room_id in {conn.room_id for conn in self.conns.values()}:
             for username in await self.redis.reap(room_id):
-                await broadcast_presence(layer, room_id, username, "leave")
+                await broadcast_presence(room_id, username, "leave")
 
 
-async def broadcast_presence(
-    layer, room_id: int, username: str, status: str, skip: str = ""
-) -> None:
+async def broadcast_presence(room_id: int, username: str, status: str, skip: str = "") -> None:
     """Tell the room that `username` joined or left, with the new online list.
 
     `skip`: a socket that knows already (the joiner, whose hello said it).
     """
     online = await tracker.online(room_id)
     frame = protocol.presence_frame(user=username, status=status, online=online)
-    await layer.group_send(
-        protocol.room_group_name(room_id),
-        {"type": "chat.frame", "text": protocol.encode(frame), "skip": skip},
-    )
+    await hub.publish(room_id, protocol.encode(frame), skip=skip)
 
 
 tracker = Tracker()

@@ -24,6 +24,8 @@ MAX_HISTORY_LIMIT = 100
 MAX_ID = 2**63 - 1
 
 CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 4012  # the server lost frames in transit: reconnect and catch up
+CLOSE_TOO_SLOW = 4008  # the client fell too far behind: reconnect and catch up
 CLOSE_POLICY = 4403  # after a `closed` frame: do not reconnect
 
 ErrorCode = Literal[

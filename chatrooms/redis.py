@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+import redis as sync_redis_module
 from django.conf import settings
 from redis import asyncio as aioredis
 
@@ -38,6 +39,20 @@ def get_redis() -> aioredis.Redis:
             health_check_interval=15,
         )
         per_loop[url] = client
+    return client
+
+
+_sync_clients: dict[str, sync_redis_module.Redis] = {}
+
+
+def sync_redis() -> sync_redis_module.Redis:
+    """A thread-safe synchronous client for REDIS_URL (views, services, admin)."""
+    url = redis_url()
+    client = _sync_clients.get(url)
+    if client is None:
+        client = _sync_clients[url] = sync_redis_module.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=5
+        )
     return client
 
 

@@ -15,13 +15,12 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from chatrooms import protocol, selectors
+from chatrooms.hub import hub
 from chatrooms.models import ROOM_SLUG_MAX, Membership, Message, Room
 
 
@@ -37,19 +36,10 @@ class ServiceError(Exception):
 # --- Broadcasting ---------------------------------------------------------------
 
 
-def room_event(frame: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """A channel-layer event carrying a frame encoded once for every member."""
-    return {"type": "chat.frame", "text": protocol.encode(frame), **extra}
-
-
 def broadcast_on_commit(room_id: int, frame: dict[str, Any]) -> None:
-    """Send `frame` to the room's sockets once the current transaction commits."""
-
-    def send() -> None:
-        layer = get_channel_layer()
-        async_to_sync(layer.group_send)(protocol.room_group_name(room_id), room_event(frame))
-
-    transaction.on_commit(send)
+    """Send `frame` to the room's sockets, on every process, once the transaction commits."""
+    text = protocol.encode(frame)
+    transaction.on_commit(lambda: hub.publish_sync(room_id, text))
 
 
 # --- Rooms and memberships ------------------------------------------------------------

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import IntegrityError
 
 from chatrooms import protocol, selectors, services
+from chatrooms.hub import hub
 from chatrooms.models import Membership, Message, Room
 
 pytestmark = pytest.mark.django_db
@@ -23,18 +22,36 @@ def room(room_factory, alice):
     return room_factory("General", owner=alice, slug="general")
 
 
+class Recorder:
+    """Stands where a socket's outbox stands in the hub."""
+
+    def __init__(self):
+        self.frames = []
+
+    def put(self, text, message_id=0):
+        self.frames.append(protocol.decode_json(text))
+
+    def stop(self):
+        pass
+
+
 @pytest.fixture
 def listener(settings):
-    """A channel in the room's group of the in-memory layer: what a socket would get."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    layer = get_channel_layer()
+    """What the sockets of a room would get, through the in-process hub."""
+    settings.REDIS_URL = ""
+    joined = []
 
     def listen(room_id):
-        name = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(protocol.room_group_name(room_id), name)
-        return lambda: async_to_sync(layer.receive)(name)
+        recorder = Recorder()
+        hub.rooms.setdefault(room_id, {})[f"test-{id(recorder)}"] = recorder
+        joined.append((room_id, f"test-{id(recorder)}"))
+        return recorder
 
-    return listen
+    yield listen
+    for room_id, conn_id in joined:
+        hub.rooms.get(room_id, {}).pop(conn_id, None)
+        if not hub.rooms.get(room_id, True):
+            del hub.rooms[room_id]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,16 +98,15 @@ def test_database_refuses_a_duplicate_client_id(room, alice):
 
 
 def test_edit_broadcasts_after_commit(room, alice, listener, django_capture_on_commit_callbacks):
-    receive = listener(room.id)
+    socket = listener(room.id)
     message = Message.objects.create(room=room, author=alice, body="helo")
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
         frame = services.message_edit(
             room_id=room.id, message_id=message.id, user=alice, body="hello"
         )
-    assert len(callbacks) == 1
-    event = receive()
-    assert event["type"] == "chat.frame"
-    assert protocol.decode_json(event["text"]) == frame
+    assert socket.frames == []  # nothing before the commit
+    callbacks[0]()
+    assert socket.frames == [frame]
     message.refresh_from_db()
     assert message.body == "hello" and message.edited_at is not None
 

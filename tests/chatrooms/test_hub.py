@@ -1,0 +1,171 @@
+"""The fan-out hub keeps what the channel layer gave: order, no frame after
+close, a bounded buffer per slow socket; and it crosses processes on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chatrooms import protocol
+from chatrooms.hub import OUTBOX_LIMIT, Hub, Outbox
+
+
+class FakeSocket:
+    """An ASGI send that records frames; `stuck` never returns, like a peer that never reads."""
+
+    def __init__(self, stuck: bool = False):
+        self.sent: list[dict] = []
+        self.stuck = stuck
+
+    async def send(self, message: dict) -> None:
+        if self.stuck:
+            await asyncio.Event().wait()
+        self.sent.append(message)
+
+    @property
+    def texts(self) -> list[str]:
+        return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_frames_wait_for_hello_and_those_in_hello_are_dropped():
+    socket = FakeSocket()
+    box = Outbox(socket.send, room_id=1)
+    box.put("m4", 4)
+    box.put("presence")  # no id: always kept
+    box.put("m6", 6)
+    await settle()
+    assert socket.sent == []  # nothing before hello
+    box.release("hello", floor=5)
+    box.put("m5", 5)  # hello had it
+    box.put("m7", 7)
+    await settle()
+    assert socket.texts == ["hello", "presence", "m6", "m7"]
+
+
+async def test_room_order_is_kept_for_every_socket():
+    hub = Hub()
+    sockets = [FakeSocket() for _ in range(3)]
+    for n, socket in enumerate(sockets):
+        box = Outbox(socket.send, room_id=1)
+        hub.rooms.setdefault(1, {})[f"c{n}"] = box
+        box.release("hello", floor=0)
+    for i in range(1, 301):
+        hub.deliver(1, f"m{i}", i)
+    await settle()
+    for socket in sockets:
+        assert socket.texts == ["hello"] + [f"m{i}" for i in range(1, 301)]
+
+
+async def test_skip_leaves_out_one_socket():
+    hub = Hub()
+    a, b = FakeSocket(), FakeSocket()
+    for name, socket in (("a", a), ("b", b)):
+        box = Outbox(socket.send, room_id=1)
+        box.release("hello", 0)
+        hub.rooms.setdefault(1, {})[name] = box
+    hub.deliver(1, "typing", skip="a")
+    await settle()
+    assert a.texts == ["hello"] and b.texts == ["hello", "typing"]
+
+
+async def test_a_stuck_socket_is_closed_and_does_not_slow_the_room():
+    hub = Hub()
+    stuck, healthy = FakeSocket(stuck=True), FakeSocket()
+    for name, socket in (("stuck", stuck), ("healthy", healthy)):
+        box = Outbox(socket.send, room_id=1)
+        box.release("hello", 0)
+        hub.rooms.setdefault(1, {})[name] = box
+    await settle()
+    for i in range(1, OUTBOX_LIMIT + 10):
+        hub.deliver(1, f"m{i}", i)
+        if i % 50 == 0:
+            await settle()  # the event loop runs the writers between arrivals
+    await settle()
+    assert len(healthy.texts) == OUTBOX_LIMIT + 10  # hello + every message
+    stuck_box = hub.rooms[1]["stuck"]
+    assert stuck_box.closed
+    assert list(stuck_box.queue) == [protocol.CLOSE_TOO_SLOW]  # memory given back
+    stuck_box.put("more", 99999)
+    assert list(stuck_box.queue) == [protocol.CLOSE_TOO_SLOW]
+
+
+async def test_close_sends_queued_frames_then_the_close_and_nothing_after():
+    socket = FakeSocket()
+    box = Outbox(socket.send, room_id=1)
+    box.release("hello", 0)
+    box.put("closed frame")
+    box.close(protocol.CLOSE_POLICY)
+    box.put("late")
+    await settle()
+    assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_POLICY}
+    assert socket.texts == ["hello", "closed frame"]
+
+
+async def test_no_frame_after_leave():
+    hub = Hub()
+    socket = FakeSocket()
+    box = Outbox(socket.send, room_id=1)
+    box.release("hello", 0)
+    hub.rooms.setdefault(1, {})["c"] = box
+    await hub.leave(1, "c")
+    hub.deliver(1, "after", 1)
+    await settle()
+    assert socket.texts in (["hello"], [])
+    assert 1 not in hub.rooms
+
+
+@pytest.mark.redis
+async def test_two_processes_share_room_frames_through_redis(settings, redis_url):
+    """Two hubs stand for two server processes on one Redis."""
+    settings.REDIS_URL = redis_url
+    first, second = Hub(), Hub()
+    here, there = FakeSocket(), FakeSocket()
+    box_here, box_there = Outbox(here.send, 7), Outbox(there.send, 7)
+    await first.join(7, "here", box_here)
+    await second.join(7, "there", box_there)
+    box_here.release("hello", 0)
+    box_there.release("hello", 0)
+    for i in range(1, 201):
+        await first.publish(7, f"m{i}", i)
+    await second.publish(7, "typing", skip="there")
+    for _ in range(100):
+        if len(here.texts) == 202 and len(there.texts) == 201:
+            break
+        await asyncio.sleep(0.05)
+    expected = ["hello"] + [f"m{i}" for i in range(1, 201)]
+    assert there.texts == expected  # in order, across processes, skip honoured
+    assert here.texts == expected + ["typing"]
+    await first.leave(7, "here")
+    await second.leave(7, "there")
+    await asyncio.sleep(0.1)
+    assert 7 not in first.rooms and 7 not in second.rooms
+    for hub in (first, second):
+        hub._reader.cancel()
+
+
+@pytest.mark.redis
+async def test_a_lost_subscription_makes_clients_resync(settings, redis_url):
+    from chatrooms.redis import get_redis
+
+    settings.REDIS_URL = redis_url
+    hub = Hub()
+    socket = FakeSocket()
+    box = Outbox(socket.send, 9)
+    await hub.join(9, "c", box)
+    box.release("hello", 0)
+    # Cut this hub's subscription connection as a network blip or a Redis
+    # restart would (only that connection: the Redis server is shared).
+    host, port = hub._pubsub.connection._writer.get_extra_info("sockname")[:2]
+    await get_redis().execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+    for _ in range(100):
+        if socket.sent and socket.sent[-1]["type"] == "websocket.close":
+            break
+        await asyncio.sleep(0.05)
+    assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_RESTART}
+    hub._reader.cancel()
