@@ -54,6 +54,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.access, self.user = access, user
+        session = self.scope.get("session")
+        self.session_key = (session.session_key if session is not None else "") or ""
         self.display_name = user.display_name or user.username
         self.budget = FrameBudget()
         await self.channel_layer.group_add(protocol.user_group_name(user.id), self.channel_name)
@@ -196,6 +198,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Close this socket for good: kicked, banned, archived, signed out..."""
         if self.outbox is None:
             return
+        if event.get("session") and event["session"] != self.session_key:
+            return  # another browser of the same user signed out
         self.reply(protocol.closed_frame(event["reason"]))
         self.outbox.close(protocol.CLOSE_POLICY)
 

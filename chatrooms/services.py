@@ -15,6 +15,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -40,6 +42,23 @@ def broadcast_on_commit(room_id: int, frame: dict[str, Any]) -> None:
     """Send `frame` to the room's sockets, on every process, once the transaction commits."""
     text = protocol.encode(frame)
     transaction.on_commit(lambda: hub.publish_sync(room_id, text))
+
+
+def user_sockets_close(
+    *, user_id: int, reason: protocol.CloseReason, session_key: str = ""
+) -> None:
+    """Close the user's open sockets on every process, after the transaction commits.
+
+    With `session_key`, only the sockets opened with that session (sign-out
+    ends one browser's session, not the user's other devices).
+    """
+    event = {"type": "socket.close", "reason": reason, "session": session_key}
+
+    def send() -> None:
+        layer = get_channel_layer()
+        async_to_sync(layer.group_send)(protocol.user_group_name(user_id), event)
+
+    transaction.on_commit(send)
 
 
 # --- Rooms and memberships ------------------------------------------------------------

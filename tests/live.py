@@ -29,6 +29,39 @@ PYTHON = sys.executable
 DAPHNE = str(Path(sys.executable).with_name("daphne"))
 # As in docs/deploy.md: frames over 64 KiB are refused with 1009.
 DAPHNE_ARGS = ["--websocket-max-message-size", "65536", "--websocket-max-frame-size", "65536"]
+UVICORN = str(Path(sys.executable).with_name("uvicorn"))
+UVICORN_ARGS = [
+    "--loop",
+    "uvloop",
+    "--http",
+    "httptools",
+    "--ws",
+    "websockets",
+    "--ws-per-message-deflate",
+    "false",
+    "--ws-max-size",
+    "65536",
+    "--lifespan",
+    "off",
+    "--no-access-log",
+    "--log-level",
+    "warning",
+]
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    """The command line of docs/deploy.md for `kind` ("daphne" or "uvicorn")."""
+    if kind == "uvicorn":
+        return [
+            UVICORN,
+            "project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *UVICORN_ARGS,
+        ]
+    return [DAPHNE, "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS, "project.asgi:application"]
 
 
 def free_port() -> int:
@@ -91,7 +124,10 @@ def migrate(database_url: str) -> None:
 class Server:
     """One daphne process serving the project."""
 
-    def __init__(self, env: dict, port: int | None = None, log: Path | None = None):
+    def __init__(
+        self, env: dict, port: int | None = None, log: Path | None = None, kind: str = "daphne"
+    ):
+        self.kind = kind
         self.port = port or free_port()
         self.env = env
         self.log_path = log
@@ -125,14 +161,14 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}")
+                raise RuntimeError(f"{self.kind} exited with {self.process.returncode}")
             try:
                 with urllib.request.urlopen(self.base + "/healthz", timeout=2) as response:
                     if response.status == 200:
                         return self
             except (OSError, urllib.error.URLError):
                 time.sleep(0.2)
-        raise RuntimeError("daphne did not answer /healthz within 30 s")
+        raise RuntimeError(f"{self.kind} did not answer /healthz within 30 s")
 
     def kill(self) -> None:
         """kill -9: no disconnect handlers run, as in a crash."""

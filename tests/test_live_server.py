@@ -10,12 +10,13 @@ import websockets
 from tests.live import Browserless, Server, fresh_database, recv_json, server_env
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """One daphne on the embedded default (or CI's PostgreSQL), no Redis."""
+@pytest.fixture(scope="module", params=["daphne", "uvicorn"])
+def live(request, tmp_path_factory):
+    """One server process (daphne, the development server, and uvicorn, the
+    production one) on the embedded default (or CI's PostgreSQL), no Redis."""
     tmp = tmp_path_factory.mktemp("live")
     with fresh_database(tmp) as url:
-        server = Server(server_env(url), log=tmp / "daphne.log").start()
+        server = Server(server_env(url), log=tmp / "server.log", kind=request.param).start()
         try:
             yield server
         finally:

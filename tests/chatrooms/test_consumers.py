@@ -584,3 +584,29 @@ async def test_hello_and_frames_are_json_text(layer, room, alice, connect):
     raw = await a.communicator.receive_from(timeout=3)
     frame = json.loads(raw)
     assert frame["message"] == '<img src=x onerror="alert(1)">'  # escaping is the client's job
+
+
+# --- Sign-out ----------------------------------------------------------------------------------
+
+
+async def test_sign_out_closes_that_sessions_sockets_only(layer, room, alice, connect):
+    from django.test import Client
+
+    def signed_in_client():
+        client = Client()
+        client.force_login(alice)
+        return client
+
+    browser = await database_sync_to_async(signed_in_client)()
+    phone = await database_sync_to_async(signed_in_client)()
+    tab, _ = await connect(alice, room, cookie=browser.cookies["sessionid"].value)
+    other_device, _ = await connect(alice, room, cookie=phone.cookies["sessionid"].value)
+    response = await database_sync_to_async(browser.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert (await tab.recv_type("closed")) == {"type": "closed", "reason": "signed_out"}
+    assert (await tab.communicator.receive_output(timeout=3)) == {
+        "type": "websocket.close",
+        "code": 4403,
+    }
+    await other_device.send({"type": "ping"})
+    assert (await other_device.recv_type("pong"))["type"] == "pong"
