@@ -24,3 +24,28 @@ class UserAdmin(DjangoUserAdmin):
     readonly_fields = ("date_joined", "last_login")
     fieldsets = DjangoUserAdmin.fieldsets + (("Chat", {"fields": ("display_name",)}),)
     ordering = ("username",)
+    actions = ["deactivate", "reactivate"]
+
+    @admin.action(description="Deactivate: end their sessions and close their chats now")
+    def deactivate(self, request, queryset):
+        from chatrooms.services import user_set_active
+
+        for user in queryset.exclude(id=request.user.id):
+            user_set_active(user=user, active=False)
+        self.message_user(request, "Deactivated; their open chats were closed.")
+
+    @admin.action(description="Reactivate")
+    def reactivate(self, request, queryset):
+        from chatrooms.services import user_set_active
+
+        for user in queryset:
+            user_set_active(user=user, active=True)
+        self.message_user(request, "Reactivated.")
+
+    def save_model(self, request, obj, form, change):
+        """Unticking "active" on the form closes their chats too."""
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            from chatrooms.services import user_set_active
+
+            user_set_active(user=obj, active=False)

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from chatrooms import services
 from chatrooms.models import Invite, Membership, Message, Room
 
 
@@ -33,10 +34,17 @@ class MembershipAdmin(admin.ModelAdmin):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "room", "author", "short_body", "created_at", "edited_at", "deleted_at")
-    list_filter = ("room", "deleted_at")
+    list_filter = ("room", "author", "deleted_at")
     search_fields = ("body", "author__username")
     raw_id_fields = ("room", "author")
     list_select_related = ("room", "author")
+    actions = ["soft_delete"]
+
+    @admin.action(description="Delete for everyone (kept here for audit)")
+    def soft_delete(self, request, queryset):
+        for message in queryset.filter(deleted_at__isnull=True):
+            services.message_delete_by_staff(message=message)
+        self.message_user(request, "Deleted; open rooms dropped them.")
 
     @admin.display(description="Body")
     def short_body(self, obj: Message) -> str:
@@ -58,3 +66,10 @@ class InviteAdmin(admin.ModelAdmin):
     search_fields = ("room__name",)
     raw_id_fields = ("room", "created_by")
     readonly_fields = ("token", "use_count")
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke")
+    def revoke(self, request, queryset):
+        for invite in queryset.filter(revoked_at__isnull=True):
+            services.invite_revoke(user=request.user, invite=invite)
+        self.message_user(request, "Revoked.")

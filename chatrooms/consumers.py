@@ -200,6 +200,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if event.get("session") and event["session"] != self.session_key:
             return  # another browser of the same user signed out
+        if event.get("room") and event["room"] != self.access.room_id:
+            return  # kicked from, banned from or left another room
         self.reply(protocol.closed_frame(event["reason"]))
         self.outbox.close(protocol.CLOSE_POLICY)
 

@@ -51,3 +51,36 @@ class RoomEnterForm(forms.Form):
             # The room's address comes from the name typed here.
             raise forms.ValidationError("Use at least one Latin letter or digit.")
         return name
+
+
+class RoomSettingsForm(forms.Form):
+    """Name and topic of a room."""
+
+    name = forms.CharField(max_length=ROOM_NAME_MAX)
+    topic = forms.CharField(max_length=ROOM_TOPIC_MAX, required=False)
+
+    def clean_name(self) -> str:
+        name = _clean_line(self.cleaned_data["name"], "name")
+        if not name:
+            raise forms.ValidationError("This field is required.")
+        return name
+
+    def clean_topic(self) -> str:
+        return _clean_line(self.cleaned_data["topic"], "topic")
+
+
+class InviteCreateForm(forms.Form):
+    """A new invite link: how long it works and how often."""
+
+    lifetime = forms.ChoiceField(
+        label="Expires after",
+        choices=[("1h", "1 hour"), ("1d", "1 day"), ("7d", "7 days"), ("never", "Never")],
+        initial="7d",
+    )
+    max_uses = forms.IntegerField(
+        label="Max uses",
+        required=False,
+        min_value=1,
+        max_value=100000,
+        help_text="Leave empty for unlimited.",
+    )

@@ -139,13 +139,13 @@ def _channel(room_id: int) -> str:
     return key("room", room_id)
 
 
-def _pack(text: str, message_id: int, skip: str) -> str:
-    return f"{message_id}|{skip}|{text}"
+def _pack(text: str, message_id: int, skip: str, close: int) -> str:
+    return f"{message_id}|{skip}|{close}|{text}"
 
 
-def _unpack(payload: bytes) -> tuple[int, str, str]:
-    message_id, skip, text = payload.decode().split("|", 2)
-    return int(message_id), skip, text
+def _unpack(payload: bytes) -> tuple[int, str, int, str]:
+    message_id, skip, close, text = payload.decode().split("|", 3)
+    return int(message_id), skip, int(close), text
 
 
 class Hub:
@@ -182,10 +182,20 @@ class Hub:
                 with contextlib.suppress(Exception):
                     await self._pubsub.unsubscribe(channel)
 
-    def deliver(self, room_id: int, text: str, message_id: int = 0, skip: str = "") -> None:
-        """Queue a frame on every local socket of the room (but `skip`)."""
+    def deliver(
+        self, room_id: int, text: str, message_id: int = 0, skip: str = "", close: int = 0
+    ) -> None:
+        """Queue a frame on every local socket of the room (but `skip`).
+
+        With `close`, the frame is the last: each socket is then closed with that code.
+        """
         local = self.rooms.get(room_id)
         if not local:
+            return
+        if close:
+            for outbox in local.values():
+                outbox.put(text)
+                outbox.close(close)
             return
         for conn_id, outbox in local.items():
             if conn_id != skip:
@@ -193,19 +203,21 @@ class Hub:
 
     # --- Publishing -------------------------------------------------------------------
 
-    async def publish(self, room_id: int, text: str, message_id: int = 0, skip: str = "") -> None:
+    async def publish(
+        self, room_id: int, text: str, message_id: int = 0, skip: str = "", close: int = 0
+    ) -> None:
         """Send a ready frame to every socket of the room, on every process."""
         if redis_url():
-            await get_redis().publish(_channel(room_id), _pack(text, message_id, skip))
+            await get_redis().publish(_channel(room_id), _pack(text, message_id, skip, close))
         else:
-            self.deliver(room_id, text, message_id, skip)
+            self.deliver(room_id, text, message_id, skip, close)
 
-    def publish_sync(self, room_id: int, text: str) -> None:
+    def publish_sync(self, room_id: int, text: str, close: int = 0) -> None:
         """publish() for synchronous code (services after commit, admin, commands)."""
         if redis_url():
-            sync_redis().publish(_channel(room_id), _pack(text, 0, ""))
+            sync_redis().publish(_channel(room_id), _pack(text, 0, "", close))
         else:
-            async_to_sync(self.publish)(room_id, text)
+            async_to_sync(self.publish)(room_id, text, close=close)
 
     # --- Redis subscription ------------------------------------------------------------
 
@@ -243,8 +255,8 @@ class Hub:
                 kind = message["type"]
                 if kind == "message":
                     room_id = int(message["channel"][prefix_len:])
-                    message_id, skip, text = _unpack(message["data"])
-                    self.deliver(room_id, text, message_id, skip)
+                    message_id, skip, close, text = _unpack(message["data"])
+                    self.deliver(room_id, text, message_id, skip, close)
                 elif kind == "subscribe":
                     channel = message["channel"].decode()
                     future = self._subscribed.get(channel)

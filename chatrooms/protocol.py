@@ -38,7 +38,7 @@ ErrorCode = Literal[
     "forbidden",
     "not_found",
 ]
-CloseReason = Literal["kicked", "banned", "deactivated", "archived", "signed_out"]
+CloseReason = Literal["kicked", "banned", "deactivated", "archived", "signed_out", "left"]
 
 # C0 controls other than tab, newline and carriage return, and unpaired
 # surrogates (a JSON "\ud800" escape decodes to one): PostgreSQL cannot

@@ -147,3 +147,33 @@ def public_rooms_to_join(*, user_id: int) -> QuerySet[Room]:
         .exclude(memberships__user_id=user_id)
         .order_by("name")
     )
+
+
+def room_for_settings(slug: str) -> Room | None:
+    """The room with that slug, archived or not (its owner may unarchive it)."""
+    return Room.objects.filter(slug=slug).first()
+
+
+def room_members(*, room_id: int) -> list[Membership]:
+    """Everyone in the room, banned included, owner first, then moderators."""
+    order = {"owner": 0, "moderator": 1, "member": 2}
+    members = list(
+        Membership.objects.filter(room_id=room_id).select_related("user").order_by("user__username")
+    )
+    return sorted(members, key=lambda m: (m.is_banned, order.get(m.role, 3)))
+
+
+def invites_live(*, room_id: int) -> list:
+    """The room's invites that still work, newest first."""
+    from django.utils import timezone
+
+    from chatrooms.models import Invite
+
+    now = timezone.now()
+    invites = (
+        Invite.objects.filter(room_id=room_id, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .select_related("created_by")
+        .order_by("-created_at")
+    )
+    return [i for i in invites if i.max_uses is None or i.use_count < i.max_uses]

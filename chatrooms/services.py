@@ -12,18 +12,21 @@ query and one channel-layer send.
 from __future__ import annotations
 
 import contextlib
+import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from chatrooms import protocol, selectors
 from chatrooms.hub import hub
-from chatrooms.models import ROOM_SLUG_MAX, Membership, Message, Room
+from chatrooms.models import ROOM_SLUG_MAX, Invite, Membership, Message, Room
 
 
 class ServiceError(Exception):
@@ -45,14 +48,15 @@ def broadcast_on_commit(room_id: int, frame: dict[str, Any]) -> None:
 
 
 def user_sockets_close(
-    *, user_id: int, reason: protocol.CloseReason, session_key: str = ""
+    *, user_id: int, reason: protocol.CloseReason, session_key: str = "", room_id: int = 0
 ) -> None:
     """Close the user's open sockets on every process, after the transaction commits.
 
     With `session_key`, only the sockets opened with that session (sign-out
-    ends one browser's session, not the user's other devices).
+    ends one browser's session, not the user's other devices); with
+    `room_id`, only the sockets in that room (kick, ban, leave).
     """
-    event = {"type": "socket.close", "reason": reason, "session": session_key}
+    event = {"type": "socket.close", "reason": reason, "session": session_key, "room": room_id}
 
     def send() -> None:
         layer = get_channel_layer()
@@ -267,3 +271,249 @@ def message_delete(*, room_id: int, message_id: int, user) -> dict[str, Any]:
     frame = protocol.delete_frame(id=message.id)
     broadcast_on_commit(room_id, frame)
     return frame
+
+
+# --- Room settings, roles and moderation -------------------------------------------------
+#
+# The rules, enforced here for every caller:
+# - owners and moderators rename the room, manage invites, kick, ban, unban
+#   and delete any message; moderators act on members only, never on the
+#   owner or another moderator;
+# - only the owner promotes and demotes moderators, hands ownership on,
+#   archives and unarchives;
+# - nobody acts on a room they are not part of (a banned member is not part of it);
+# - members leave; the owner hands ownership on first.
+
+
+def _actor(*, user, room: Room) -> Membership:
+    membership = selectors.membership_for(user_id=user.id, room_id=room.id)
+    if membership is None or membership.is_banned:
+        raise ServiceError("forbidden", "You are not a member of this room.")
+    return membership
+
+
+def _moderator(*, user, room: Room) -> Membership:
+    actor = _actor(user=user, room=room)
+    if not actor.can_moderate:
+        raise ServiceError("forbidden", "Only the room's owner and moderators can do that.")
+    return actor
+
+
+def _owner(*, user, room: Room) -> Membership:
+    actor = _actor(user=user, room=room)
+    if actor.role != Membership.Role.OWNER:
+        raise ServiceError("forbidden", "Only the room's owner can do that.")
+    return actor
+
+
+def _target(*, actor: Membership, room: Room, user_id: int) -> Membership:
+    """The membership `actor` may act on: never one's own, never above one's rank."""
+    target = (
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .filter(room=room, user_id=user_id)
+        .first()
+    )
+    if target is None:
+        raise ServiceError("not_found", "That person is not in this room.")
+    if target.user_id == actor.user_id:
+        raise ServiceError("forbidden", "You cannot do that to yourself.")
+    if target.role == Membership.Role.OWNER:
+        raise ServiceError("forbidden", "Nobody can act on the room's owner.")
+    if target.role == Membership.Role.MODERATOR and actor.role != Membership.Role.OWNER:
+        raise ServiceError("forbidden", "Only the owner can act on a moderator.")
+    return target
+
+
+@transaction.atomic
+def room_update(*, user, room: Room, name: str, topic: str) -> Room:
+    """Rename the room or change its topic (owner, moderators)."""
+    _moderator(user=user, room=room)
+    room.name, room.topic = name, topic
+    room.save(update_fields=["name", "topic"])
+    return room
+
+
+@transaction.atomic
+def member_kick(*, user, room: Room, user_id: int) -> None:
+    """End someone's membership; they may come back to a public room or by a new invite."""
+    target = _target(actor=_moderator(user=user, room=room), room=room, user_id=user_id)
+    if target.is_banned:
+        raise ServiceError("forbidden", "That person is banned; unban them instead.")
+    target.delete()
+    user_sockets_close(user_id=user_id, reason="kicked", room_id=room.id)
+
+
+@transaction.atomic
+def member_ban(*, user, room: Room, user_id: int) -> None:
+    """Ban someone: out now, and no way back in by any path until unbanned."""
+    target = _target(actor=_moderator(user=user, room=room), room=room, user_id=user_id)
+    target.is_banned = True
+    target.role = Membership.Role.MEMBER
+    target.save(update_fields=["is_banned", "role"])
+    user_sockets_close(user_id=user_id, reason="banned", room_id=room.id)
+
+
+@transaction.atomic
+def member_unban(*, user, room: Room, user_id: int) -> None:
+    """Lift a ban; the person may then join again (public room) or be invited."""
+    _moderator(user=user, room=room)
+    deleted, _ = Membership.objects.filter(room=room, user_id=user_id, is_banned=True).delete()
+    if not deleted:
+        raise ServiceError("not_found", "That person is not banned here.")
+
+
+@transaction.atomic
+def member_set_role(*, user, room: Room, user_id: int, role: str) -> None:
+    """Promote a member to moderator, or demote a moderator (owner only)."""
+    if role not in (Membership.Role.MODERATOR, Membership.Role.MEMBER):
+        raise ServiceError("bad_frame", "Unknown role.")
+    target = _target(actor=_owner(user=user, room=room), room=room, user_id=user_id)
+    if target.is_banned:
+        raise ServiceError("forbidden", "That person is banned.")
+    target.role = role
+    target.save(update_fields=["role"])
+
+
+@transaction.atomic
+def room_transfer_ownership(*, user, room: Room, user_id: int) -> None:
+    """Hand the room to another member; the old owner stays as a moderator."""
+    actor = _owner(user=user, room=room)
+    target = _target(actor=actor, room=room, user_id=user_id)
+    if target.is_banned:
+        raise ServiceError("forbidden", "That person is banned.")
+    actor.role = Membership.Role.MODERATOR
+    actor.save(update_fields=["role"])
+    target.role = Membership.Role.OWNER
+    target.save(update_fields=["role"])
+
+
+@transaction.atomic
+def member_leave(*, user, room: Room) -> None:
+    """Leave a room (the owner hands it on first); one's sockets there close."""
+    actor = _actor(user=user, room=room)
+    if actor.role == Membership.Role.OWNER:
+        raise ServiceError("forbidden", "Hand the room to another member before you leave.")
+    actor.delete()
+    user_sockets_close(user_id=user.id, reason="left", room_id=room.id)
+
+
+@transaction.atomic
+def room_set_archived(*, user, room: Room, archived: bool) -> None:
+    """Archive (read-only, out of the lobby, sockets closed) or unarchive (owner only)."""
+    _owner(user=user, room=room)
+    room.archived_at = timezone.now() if archived else None
+    room.save(update_fields=["archived_at"])
+    if archived:
+        text = protocol.encode(protocol.closed_frame("archived"))
+        transaction.on_commit(lambda: hub.publish_sync(room.id, text, close=protocol.CLOSE_POLICY))
+
+
+# --- Invites ------------------------------------------------------------------------------
+
+INVITE_LIFETIMES = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "never": None,
+}
+
+
+class InviteError(Exception):
+    """An invite that grants nothing: `reason` is expired, revoked, used_up or banned."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@transaction.atomic
+def invite_create(*, user, room: Room, lifetime: str = "7d", max_uses: int | None = None):
+    """A new invite link to the room (owner, moderators); the token has 256 random bits."""
+    _moderator(user=user, room=room)
+    if room.is_archived:
+        raise ServiceError("forbidden", "The room is archived.")
+    if lifetime not in INVITE_LIFETIMES:
+        raise ServiceError("bad_frame", "Unknown lifetime.")
+    if max_uses is not None and max_uses < 1:
+        raise ServiceError("bad_frame", "Max uses must be at least 1.")
+    delta = INVITE_LIFETIMES[lifetime]
+    return Invite.objects.create(
+        room=room,
+        token=secrets.token_urlsafe(32),
+        created_by=user,
+        expires_at=timezone.now() + delta if delta else None,
+        max_uses=max_uses,
+    )
+
+
+@transaction.atomic
+def invite_revoke(*, user, invite: Invite) -> None:
+    """Revoke an invite (the room's owner or moderators; staff use the admin)."""
+    if not getattr(user, "is_staff", False):
+        _moderator(user=user, room=invite.room)
+    Invite.objects.filter(id=invite.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def invite_state(invite: Invite) -> str:
+    """'live', 'revoked', 'expired' or 'used_up'."""
+    if invite.revoked_at is not None:
+        return "revoked"
+    if invite.expires_at is not None and invite.expires_at <= timezone.now():
+        return "expired"
+    if invite.max_uses is not None and invite.use_count >= invite.max_uses:
+        return "used_up"
+    return "live"
+
+
+@transaction.atomic
+def invite_redeem(*, user, token: str) -> Room:
+    """Make `user` a member of the invite's room; raises Invite.DoesNotExist or InviteError.
+
+    A member already in the room uses nothing. The use is counted with one
+    conditional UPDATE, so two people racing for the last use cannot both win.
+    """
+    invite = Invite.objects.select_related("room").get(token=token)
+    room = invite.room
+    membership = Membership.objects.select_for_update().filter(room=room, user=user).first()
+    if membership is not None and membership.is_banned:
+        raise InviteError("banned")
+    if room.is_archived:
+        raise InviteError("revoked")
+    state = invite_state(invite)
+    if membership is not None and state == "live":
+        return room
+    if state != "live":
+        raise InviteError(state)
+    now = timezone.now()
+    counted = (
+        Invite.objects.filter(id=invite.id, revoked_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .filter(Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses")))
+        .update(use_count=F("use_count") + 1)
+    )
+    if counted != 1:
+        raise InviteError("used_up")
+    Membership.objects.create(room=room, user=user)
+    return room
+
+
+# --- Staff --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def user_set_active(*, user, active: bool) -> None:
+    """Deactivate (no sign-in, every session refused, open sockets closed) or reactivate."""
+    type(user).objects.filter(id=user.id).update(is_active=active)
+    user.is_active = active
+    if not active:
+        user_sockets_close(user_id=user.id, reason="deactivated")
+
+
+@transaction.atomic
+def message_delete_by_staff(*, message: Message) -> None:
+    """Soft-delete from the admin; open rooms drop it at once."""
+    if message.deleted_at is None:
+        message.deleted_at = timezone.now()
+        message.save(update_fields=["deleted_at"])
+        broadcast_on_commit(message.room_id, protocol.delete_frame(id=message.id))

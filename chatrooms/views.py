@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.contrib.auth.views import redirect_to_login
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+)
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from chatrooms import selectors, services
-from chatrooms.forms import RoomCreateForm, RoomEnterForm
+from chatrooms.forms import InviteCreateForm, RoomCreateForm, RoomEnterForm, RoomSettingsForm
+from chatrooms.models import Invite, Membership
 from chatrooms.presence import tracker
 
 
@@ -84,7 +93,158 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "room": access,
             "membership": {"role": access.role},
             "can_moderate": can_moderate,
-            "settings_url": "",
+            "settings_url": reverse("chatrooms:room_settings", args=[access.slug])
+            if can_moderate
+            else "",
             "config": config,
         },
     )
+
+
+# --- Room settings ---------------------------------------------------------------------
+
+# POST actions of the settings page: name -> (service, needs a target user).
+_MEMBER_ACTIONS = {
+    "kick": lambda user, room, uid: services.member_kick(user=user, room=room, user_id=uid),
+    "ban": lambda user, room, uid: services.member_ban(user=user, room=room, user_id=uid),
+    "unban": lambda user, room, uid: services.member_unban(user=user, room=room, user_id=uid),
+    "promote": lambda user, room, uid: services.member_set_role(
+        user=user, room=room, user_id=uid, role="moderator"
+    ),
+    "demote": lambda user, room, uid: services.member_set_role(
+        user=user, room=room, user_id=uid, role="member"
+    ),
+    "transfer": lambda user, room, uid: services.room_transfer_ownership(
+        user=user, room=room, user_id=uid
+    ),
+}
+_DONE = {
+    "kick": "{name} was removed from the room.",
+    "ban": "{name} is banned from the room.",
+    "unban": "{name} is no longer banned.",
+    "promote": "{name} is now a moderator.",
+    "demote": "{name} is no longer a moderator.",
+    "transfer": "{name} owns the room now.",
+}
+
+
+@login_required
+def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """`/chats/<slug>/settings/`: name, topic, invites, members (owners and moderators)."""
+    room = selectors.room_for_settings(slug)
+    membership = (
+        selectors.membership_for(user_id=request.user.id, room_id=room.id) if room else None
+    )
+    if membership is None or membership.is_banned:
+        raise Http404("No such room")
+    if not membership.can_moderate:
+        return HttpResponseForbidden("Only the room's owner and moderators can change it.")
+    settings_form = RoomSettingsForm(initial={"name": room.name, "topic": room.topic})
+    invite_form = InviteCreateForm()
+    status = 200
+    if request.method == "POST":
+        action = request.POST.get("action", "")
+        try:
+            if action == "rename":
+                settings_form = RoomSettingsForm(request.POST)
+                if settings_form.is_valid():
+                    services.room_update(user=request.user, room=room, **settings_form.cleaned_data)
+                    messages.success(request, "Saved.")
+                    return redirect("chatrooms:room_settings", slug=room.slug)
+                status = 400
+            elif action == "invite":
+                invite_form = InviteCreateForm(request.POST)
+                if invite_form.is_valid():
+                    services.invite_create(user=request.user, room=room, **invite_form.cleaned_data)
+                    messages.success(request, "Invite link created.")
+                    return redirect("chatrooms:room_settings", slug=room.slug)
+                status = 400
+            elif action == "revoke":
+                invite = get_object_or_404(Invite, id=_int(request.POST.get("invite")), room=room)
+                services.invite_revoke(user=request.user, invite=invite)
+                messages.success(request, "Invite link revoked.")
+                return redirect("chatrooms:room_settings", slug=room.slug)
+            elif action in ("archive", "unarchive"):
+                services.room_set_archived(
+                    user=request.user, room=room, archived=action == "archive"
+                )
+                messages.success(
+                    request, "Room archived." if action == "archive" else "Room unarchived."
+                )
+                return redirect("chatrooms:room_settings", slug=room.slug)
+            elif action in _MEMBER_ACTIONS:
+                target = get_object_or_404(
+                    Membership.objects.select_related("user"),
+                    room=room,
+                    user_id=_int(request.POST.get("user")),
+                )
+                _MEMBER_ACTIONS[action](request.user, room, target.user_id)
+                messages.success(request, _DONE[action].format(name=target.user.shown_name))
+                return redirect("chatrooms:room_settings", slug=room.slug)
+            else:
+                return HttpResponseBadRequest("Unknown action.")
+        except services.ServiceError as exc:
+            messages.error(request, exc.detail)
+            status = 403 if exc.code == "forbidden" else 400
+    membership = selectors.membership_for(user_id=request.user.id, room_id=room.id)
+    context = {
+        "room": room,
+        "membership": membership,
+        "is_owner": membership.role == Membership.Role.OWNER,
+        "settings_form": settings_form,
+        "invite_form": invite_form,
+        "invites": [
+            {
+                "invite": invite,
+                "url": request.build_absolute_uri(
+                    reverse("chatrooms:invite_redeem", args=[invite.token])
+                ),
+            }
+            for invite in selectors.invites_live(room_id=room.id)
+        ],
+        "members": selectors.room_members(room_id=room.id),
+    }
+    return render(request, "chatrooms/room_settings.html", context, status=status)
+
+
+@login_required
+@require_POST
+def room_leave(request: HttpRequest, slug: str) -> HttpResponse:
+    """Leave a room (members and moderators; the owner hands it on first)."""
+    room = selectors.room_for_settings(slug)
+    if room is None:
+        raise Http404("No such room")
+    try:
+        services.member_leave(user=request.user, room=room)
+    except services.ServiceError as exc:
+        messages.error(request, exc.detail)
+        return redirect("chatrooms:lobby")
+    messages.success(request, f"You left {room.name}.")
+    return redirect("chatrooms:lobby")
+
+
+def invite_redeem(request: HttpRequest, token: str) -> HttpResponse:
+    """`/chats/invite/<token>/`: join the room and land in it; visitors sign in first."""
+    if not request.user.is_authenticated:
+        # allauth's login page carries `next` on to its sign-up link too.
+        get_object_or_404(Invite, token=token)
+        return redirect_to_login(request.get_full_path())
+    try:
+        room = services.invite_redeem(user=request.user, token=token)
+    except Invite.DoesNotExist:
+        raise Http404("No such invite") from None
+    except services.InviteError as exc:
+        return render(
+            request,
+            "chatrooms/invite_invalid.html",
+            {"reason": exc.reason},
+            status=403 if exc.reason == "banned" else 410,
+        )
+    return redirect("chatrooms:room_detail", slug=room.slug)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise Http404("No such item") from None

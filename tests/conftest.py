@@ -28,6 +28,12 @@ def pytest_configure(config):
     if "CONFIG" in settings.CHANNEL_LAYERS["default"]:
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{RUN_PREFIX}:asgi"
     settings.CACHES["default"]["KEY_PREFIX"] = f"{RUN_PREFIX}:cache"
+    # Hashing a password costs ~0.3 s by design; tests make hundreds of users.
+    # PBKDF2 stays listed so that the demo fixtures' hashes still verify.
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
 
 
 def _reachable(url: str) -> bool:

@@ -1,0 +1,123 @@
+"""The server restarts under open pages: they notice, reconnect by themselves,
+and catch up on what was said meanwhile, with nothing shown twice.
+
+A module of its own: it restarts its module's server."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.e2e
+
+# The client backs off 0.5 s doubling to 30 s (randomised between half and
+# all of it): after an outage of a second or two it is back within a few.
+RECONNECT_WITHIN_S = 6
+
+
+def test_pages_reconnect_after_a_restart_and_catch_up(people, site):
+    kate = people("kate", display_name="Kate")
+    leo = people("leo", display_name="Leo")
+    slug = kate.enter_room("Ops")
+    leo.open_room(slug)
+    kate.say("Deploying now")
+    expect(leo.message("Deploying now")).to_be_visible()
+
+    # Stored by a process outside this server's (embedded) channel layer, so
+    # never broadcast to the open pages, as when a server dies between
+    # storing and broadcasting: only the catch-up after reconnecting shows it.
+    site.shell(
+        "from accounts.models import User\n"
+        "from chatrooms.models import Room\n"
+        "from chatrooms.services import message_create\n"
+        f"room = Room.objects.get(slug={slug!r})\n"
+        f"leo = User.objects.get(username={leo.username!r})\n"
+        "for text in ('While you were away 1', 'While you were away 2'):\n"
+        "    message_create(room_id=room.id, user=leo, body=text)\n"
+    )
+    expect(kate.message("While you were away 1")).to_have_count(0)
+
+    site.stop()
+    for person in (kate, leo):
+        expect(person.status).to_have_text(re.compile(r"^(Reconnecting in \d+s…|Connecting…)$"))
+        expect(person.composer).to_be_disabled()
+        expect(person.send_button).to_be_disabled()
+    site.start()  # a new process, the same port and database
+    started = time.monotonic()
+    for person in (kate, leo):
+        person.expect_connected(timeout=RECONNECT_WITHIN_S * 2000)
+    took = time.monotonic() - started
+    print(f"both pages reconnected {took:.1f} s after the server came back")
+    assert took < RECONNECT_WITHIN_S
+
+    for person in (kate, leo):
+        expect(person.message("While you were away 1")).to_have_count(1)
+        expect(person.message("While you were away 2")).to_have_count(1)
+
+    # Live again, both ways.
+    leo.say("Back online")
+    expect(kate.message("Back online")).to_have_count(1)
+    kate.say("Welcome back")
+    expect(leo.message("Welcome back")).to_have_count(1)
+
+    expected = [
+        "Deploying now",
+        "While you were away 1",
+        "While you were away 2",
+        "Back online",
+        "Welcome back",
+    ]
+    for person in (kate, leo):
+        expect(person.articles).to_have_count(len(expected))
+        expect(person.articles).to_have_text([re.compile(re.escape(t)) for t in expected])
+        ids = person.article_ids()
+        assert ids == sorted(set(ids)), ids  # no duplicate, in order
+    assert kate.article_ids() == leo.article_ids()
+    expect(kate.online.get_by_role("listitem")).to_have_count(2)
+
+
+def test_a_third_person_talks_while_one_page_is_cut_off(people, site):
+    """One page loses its socket (the network drops, the others stay): what
+    was said meanwhile appears once it is back, with no duplicates."""
+    mia = people("mia", display_name="Mia").install_network_switch()
+    ned = people("ned", display_name="Ned")
+    olga = people("olga", display_name="Olga")
+    slug = mia.enter_room("Field Notes")
+    ned.open_room(slug)
+    olga.open_room(slug)
+    for n in range(3):
+        ned.say(f"before {n}")
+    expect(mia.articles).to_have_count(3)
+
+    # Only mia's network drops: her socket is cut and new ones fail.
+    mia.network_down()
+    expect(mia.status).not_to_have_text("Connected")
+    expect(mia.composer).to_be_disabled()
+    expect(ned.online.get_by_role("listitem")).to_have_count(2)  # mia left
+    for n in range(3):
+        olga.say(f"meanwhile {n}")
+    ned.say("meanwhile from ned")
+    olga.message("meanwhile 0").hover()
+    olga.message("meanwhile 0").get_by_role("button", name="Edit message").click()
+    olga.message("meanwhile 0").get_by_role("textbox", name="Edit message").fill("meanwhile 0!")
+    olga.message("meanwhile 0").get_by_role("button", name="Save").click()
+    expect(ned.message("meanwhile 0!")).to_be_visible()
+
+    mia.network_up()
+    mia.expect_connected(timeout=35_000)  # the backoff may have reached its cap
+    expected = [
+        "before 0",
+        "before 1",
+        "before 2",
+        "meanwhile 0!",
+        "meanwhile 1",
+        "meanwhile 2",
+        "meanwhile from ned",
+    ]
+    expect(mia.articles).to_have_text([re.compile(re.escape(t)) for t in expected])
+    ids = mia.article_ids()
+    assert ids == sorted(set(ids)) and ids == ned.article_ids()
+    expect(ned.online.get_by_role("listitem")).to_have_count(3)
