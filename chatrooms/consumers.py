@@ -7,6 +7,7 @@ events addressed to a user's sockets (kick, ban, sign-out, deactivation).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import parse_qs
 
@@ -20,6 +21,8 @@ from chatrooms.hub import Outbox, hub
 from chatrooms.presence import Conn, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
 
+USER_GROUP_REFRESH = 6 * 3600  # seconds; channels-redis's group_expiry is a day
+
 
 class ChatConsumer(AsyncWebsocketConsumer):
     """One socket in one room: `/ws/chat/<slug>/` (docs/protocol.md)."""
@@ -27,6 +30,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     access: services.RoomAccess | None = None
     conn: Conn | None = None
     outbox: Outbox | None = None
+    regroup: asyncio.TimerHandle | None = None
 
     async def dispatch(self, message):
         """Route to the handler, without Channels' per-event close_old_connections.
@@ -58,7 +62,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.session_key = (session.session_key if session is not None else "") or ""
         self.display_name = user.display_name or user.username
         self.budget = FrameBudget()
-        await self.channel_layer.group_add(protocol.user_group_name(user.id), self.channel_name)
+        await self.join_user_group()
         await self.accept()
         # Join the room before reading history: a message stored in between
         # is then held, and dropped by id if hello has it; never missed.
@@ -69,6 +73,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_hello()
         if joined:
             await broadcast_presence(access.room_id, user.username, "join", skip=self.channel_name)
+
+    async def join_user_group(self):
+        """(Re)join the group of this user's sockets, before channels-redis forgets it.
+
+        channels-redis drops group members after `group_expiry` (a day):
+        a socket open longer would stop hearing kicks and bans.
+        """
+        await self.channel_layer.group_add(
+            protocol.user_group_name(self.user.id), self.channel_name
+        )
+        loop = asyncio.get_running_loop()
+        self.regroup = loop.call_later(
+            USER_GROUP_REFRESH, lambda: loop.create_task(self.join_user_group())
+        )
 
     async def send_hello(self):
         access = self.access
@@ -105,6 +123,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Leave the room and, on the user's last socket, the online list."""
         if self.access is None:
             return
+        if self.regroup is not None:
+            self.regroup.cancel()
         await hub.leave(self.access.room_id, self.channel_name)
         await self.channel_layer.group_discard(
             protocol.user_group_name(self.user.id), self.channel_name
