@@ -139,6 +139,10 @@ def _channel(room_id: int) -> str:
     return key("room", room_id)
 
 
+def _user_channel(user_id: int) -> str:
+    return key("user", user_id)
+
+
 def _pack(text: str, message_id: int, skip: str, close: int) -> str:
     return f"{message_id}|{skip}|{close}|{text}"
 
@@ -149,10 +153,13 @@ def _unpack(payload: bytes) -> tuple[int, str, int, str]:
 
 
 class Hub:
-    """The rooms of this process and their local outboxes."""
+    """The rooms and users of this process, with their local sockets."""
 
     def __init__(self) -> None:
         self.rooms: dict[int, dict[str, Outbox]] = {}
+        # Per user: conn id -> the socket's handler of control events (close
+        # for a kick, ban, sign-out, deactivation): the per-user group.
+        self.users: dict[int, dict[str, Callable[[dict], None]]] = {}
         self._pubsub = None
         self._reader: asyncio.Task | None = None
         self._subscribed: dict[str, asyncio.Future] = {}
@@ -176,11 +183,37 @@ class Hub:
             outbox.stop()
         if not local:
             del self.rooms[room_id]
-            if redis_url() and self._pubsub is not None:
-                channel = _channel(room_id)
-                self._subscribed.pop(channel, None)
-                with contextlib.suppress(Exception):
-                    await self._pubsub.unsubscribe(channel)
+            await self._unsubscribe(_channel(room_id))
+
+    async def join_user(self, user_id: int, conn_id: str, handler: Callable[[dict], None]):
+        """Hand the user's control events (from any process) to `handler` from now on."""
+        self.users.setdefault(user_id, {})[conn_id] = handler
+        if redis_url():
+            await self._subscribe(_user_channel(user_id))
+
+    async def leave_user(self, user_id: int, conn_id: str) -> None:
+        local = self.users.get(user_id)
+        if local is None:
+            return
+        local.pop(conn_id, None)
+        if not local:
+            del self.users[user_id]
+            await self._unsubscribe(_user_channel(user_id))
+
+    def deliver_user(self, user_id: int, event: dict) -> None:
+        """Run a control event on every local socket of the user."""
+        for handler in list(self.users.get(user_id, {}).values()):
+            handler(event)
+
+    def publish_user_sync(self, user_id: int, event: dict) -> None:
+        """A control event for every socket of the user, on every process."""
+        if redis_url():
+            sync_redis().publish(_user_channel(user_id), protocol.encode(event))
+        else:
+            async_to_sync(self._deliver_user_async)(user_id, event)
+
+    async def _deliver_user_async(self, user_id: int, event: dict) -> None:
+        self.deliver_user(user_id, event)
 
     def deliver(
         self, room_id: int, text: str, message_id: int = 0, skip: str = "", close: int = 0
@@ -221,6 +254,12 @@ class Hub:
 
     # --- Redis subscription ------------------------------------------------------------
 
+    async def _unsubscribe(self, channel: str) -> None:
+        if redis_url() and self._pubsub is not None:
+            self._subscribed.pop(channel, None)
+            with contextlib.suppress(Exception):
+                await self._pubsub.unsubscribe(channel)
+
     async def _subscribe(self, channel: str) -> None:
         future = self._subscribed.get(channel)
         if future is None:
@@ -240,7 +279,9 @@ class Hub:
         await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_TIMEOUT)
 
     async def _read(self, pubsub) -> None:
-        prefix_len = len(key("room", ""))
+        room_prefix = key("room", "").encode()
+        user_prefix = key("user", "").encode()
+        prefix_len = len(room_prefix)
         count = 0
         try:
             while True:
@@ -253,21 +294,27 @@ class Hub:
                     # writers drain the outboxes now and then.
                     await asyncio.sleep(0)
                 kind = message["type"]
+                channel = message["channel"]
                 if kind == "message":
-                    room_id = int(message["channel"][prefix_len:])
-                    message_id, skip, close, text = _unpack(message["data"])
-                    self.deliver(room_id, text, message_id, skip, close)
+                    if channel.startswith(room_prefix):
+                        message_id, skip, close, text = _unpack(message["data"])
+                        self.deliver(int(channel[prefix_len:]), text, message_id, skip, close)
+                    elif channel.startswith(user_prefix):
+                        self.deliver_user(
+                            int(channel[len(user_prefix):]), protocol.decode_json(message["data"])
+                        )
                 elif kind == "subscribe":
-                    channel = message["channel"].decode()
-                    future = self._subscribed.get(channel)
+                    future = self._subscribed.get(channel.decode())
                     if future is None:
                         continue
                     if not future.done():
                         future.set_result(None)
-                    else:
+                    elif channel.startswith(room_prefix):
                         # redis-py reconnected and subscribed again by itself:
                         # frames published in the gap are lost.
                         self._resync(int(channel[prefix_len:]))
+                    else:  # a kick or ban may have been lost: check again on reconnect
+                        self.deliver_user(int(channel[len(user_prefix):]), {"resync": True})
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -290,6 +337,8 @@ class Hub:
         for local in self.rooms.values():
             for outbox in local.values():
                 outbox.close(protocol.CLOSE_RESTART)
+        for user_id in list(self.users):
+            self.deliver_user(user_id, {"resync": True})
 
 
 hub = Hub()

@@ -300,16 +300,3 @@ def closed_frame(reason: CloseReason) -> dict[str, Any]:
 
 
 PONG = encode({"type": "pong"})
-
-
-# --- Channel-layer names ----------------------------------------------------------------
-
-
-def room_group_name(room_id: int) -> str:
-    """The group of every socket in a room (ASCII, < 100 chars, as channels wants)."""
-    return f"room.{room_id}"
-
-
-def user_group_name(user_id: int) -> str:
-    """The group of every socket of a user, on every process."""
-    return f"user.{user_id}"

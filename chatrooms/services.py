@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -56,13 +54,8 @@ def user_sockets_close(
     ends one browser's session, not the user's other devices); with
     `room_id`, only the sockets in that room (kick, ban, leave).
     """
-    event = {"type": "socket.close", "reason": reason, "session": session_key, "room": room_id}
-
-    def send() -> None:
-        layer = get_channel_layer()
-        async_to_sync(layer.group_send)(protocol.user_group_name(user_id), event)
-
-    transaction.on_commit(send)
+    event = {"reason": reason, "session": session_key, "room": room_id}
+    transaction.on_commit(lambda: hub.publish_user_sync(user_id, event))
 
 
 # --- Rooms and memberships ------------------------------------------------------------

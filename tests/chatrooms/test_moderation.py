@@ -311,6 +311,11 @@ def test_use_count_cannot_pass_max_uses(cast):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_people_racing_for_the_last_use_one_wins(user_factory, room_factory):
+    if connection.vendor == "sqlite":
+        pytest.skip(
+            "SQLite's shared in-memory test database refuses a second writer instead of "
+            "queueing it; CI runs this race on PostgreSQL"
+        )
     owner = user_factory(username="owner")
     room = room_factory("Race", owner=owner, slug="race", is_private=True)
     invite = services.invite_create(user=owner, room=room, max_uses=1)
@@ -325,6 +330,8 @@ def test_two_people_racing_for_the_last_use_one_wins(user_factory, room_factory)
             results.append("won")
         except services.InviteError as exc:
             results.append(exc.reason)
+        except Exception as exc:  # any other failure is a result too
+            results.append(repr(exc))
         finally:
             connection.close()
 

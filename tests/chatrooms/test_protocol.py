@@ -89,11 +89,3 @@ def test_server_frames():
         "id": 5,
     }
     assert protocol.closed_frame("kicked") == {"type": "closed", "reason": "kicked"}
-
-
-def test_group_names_are_valid_for_channels():
-    from channels.layers import BaseChannelLayer
-
-    layer = BaseChannelLayer()
-    for name in (protocol.room_group_name(2**62), protocol.user_group_name(2**62)):
-        assert layer.require_valid_group_name(name)
