@@ -1,5 +1,7 @@
 """Process-local fan-out of room frames: each frame is encoded once, carried
-once per process, and written to each local socket with no other Python work.
+once per process, and written to each local socket with no other Python work;
+and the per-user channel that carries control events (kick, ban, sign-out,
+deactivation) to every socket of a user, on every process.
 
 Why not the channel layer: a Channels group send costs, for every member, a
 channel-layer hop, a consumer dispatch and a handler call; at 50 members a
