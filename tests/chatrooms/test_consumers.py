@@ -610,3 +610,17 @@ async def test_sign_out_closes_that_sessions_sockets_only(layer, room, alice, co
     }
     await other_device.send({"type": "ping"})
     assert (await other_device.recv_type("pong"))["type"] == "pong"
+
+
+async def test_lobby_shows_online_counts(layer, room, alice, bob, connect):
+    from django.test import Client
+
+    def lobby_counts(user):
+        client = Client()
+        client.force_login(user)
+        return {r["room"].slug: r["online"] for r in client.get("/chats/").context["my_rooms"]}
+
+    await connect(alice, room)
+    await connect(bob, room)
+    await connect(bob, room)  # a second tab counts once
+    assert (await database_sync_to_async(lobby_counts)(alice))["general"] == 2
