@@ -65,6 +65,9 @@ def test_presence_and_typing(people):
     dave.send_button.click()
     expect(carol.message("I'm working on the")).to_be_visible()
     expect(carol.page.get_by_text(f"{dave.username} is typing…")).to_have_count(0)
+    # Once carol speaks, dave's list shows her display name.
+    carol.say("Morning!")
+    expect(dave.online.get_by_role("listitem").filter(has_text="Carol Danvers")).to_be_visible()
 
     # dave types again, then closes the page: he leaves the list, and his
     # typing goes with him.

@@ -107,7 +107,9 @@ def test_a_third_person_talks_while_one_page_is_cut_off(people, site):
     expect(ned.message("meanwhile 0!")).to_be_visible()
 
     mia.network_up()
+    back = time.monotonic()
     mia.expect_connected(timeout=35_000)  # the backoff may have reached its cap
+    print(f"mia reconnected {time.monotonic() - back:.1f} s after her network came back")
     expected = [
         "before 0",
         "before 1",

@@ -1,0 +1,304 @@
+"""The people and the server of the browser tests (fixtures: conftest.py).
+
+`Site` is the server under test; `Person` is one person in a browser
+context of their own, who finds things on the pages by role, label and text,
+as assistive technology does. Later scenarios (invite links, kick,
+deactivation) add methods here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, WebSocketRoute, expect
+
+from tests.live import PYTHON, ROOT, Server, free_port
+
+CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "a-long-test-passphrase"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VENDOR = Path(__file__).resolve().parent / "vendor"
+DESKTOP = {"width": 1280, "height": 800}
+# Playwright's waits (actions; expect() is set in conftest.py): generous,
+# since CI machines are slow; a passing run never waits this long.
+ACTION_TIMEOUT_MS = 15_000
+EXPECT_TIMEOUT_MS = 10_000
+
+ROOM_URL = re.compile(r"/chats/([\w-]+)/$")
+LOBBY_URL = re.compile(r"/chats/$")
+
+
+def field(label: str) -> re.Pattern:
+    """A form field's label as the forms print it: "Password", "Password*" (required)."""
+    return re.compile(rf"^\s*{re.escape(label)}\*?\s*$")
+
+
+def unavailable(reason: str):
+    """Skip for a missing tool on a laptop; fail when CI=true (CI must run it)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+# --------------------------------------------------------------------- the server
+
+
+class Site:
+    """The server under test, restartable on the same port and database."""
+
+    def __init__(self, env: dict, log: Path):
+        self.env = env
+        self.log = log
+        self.port = free_port()
+        self.server: Server | None = None
+        self._usernames: set[str] = set()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Site:
+        self.server = Server(self.env, port=self.port, log=self.log).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def shell(self, code: str) -> str:
+        """Run Python in `manage.py shell` against the server's database; its stdout."""
+        done = subprocess.run(
+            [PYTHON, "manage.py", "shell", "-v", "0", "-c", code],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def username(self, name: str) -> str:
+        """`name`, or `name2`, `name3`… when a test in this module already took it."""
+        candidate, n = name, 1
+        while candidate in self._usernames:
+            n += 1
+            candidate = f"{name}{n}"
+        self._usernames.add(candidate)
+        return candidate
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Person:
+    """One person: a browser context of their own, on the site under test."""
+
+    def __init__(self, site: Site, context: BrowserContext, username: str):
+        self.site = site
+        self.context = context
+        self.username = username
+        self.display_name = username
+        self.errors: list[str] = []
+        self.page = self.new_page()
+
+    # -- the network
+
+    def install_network_switch(self) -> Person:
+        """Route this person's sockets so that `network_down()` can cut them.
+
+        The sockets stay real (the page opens them to the server); Playwright
+        only holds both ends so that it can close them as a dropped network
+        would. Call before opening the room.
+        """
+        self._network_up = True
+        self._sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.context.route_web_socket(re.compile(r"/ws/"), self._route_socket)
+        return self
+
+    def _route_socket(self, page_side: WebSocketRoute) -> None:
+        if not self._network_up:
+            page_side.close(code=1011, reason="network down")
+            return
+        self._sockets.append((page_side, page_side.connect_to_server()))
+
+    def network_down(self) -> None:
+        """Cut the open sockets and refuse new ones (pages and HTTP go offline too)."""
+        self._network_up = False
+        for page_side, server_side in self._sockets:
+            # The page's real socket closes (a browser may only send 1000 or
+            # 3000-4999); the page is told 1011, as after a broken network.
+            server_side.close()
+            page_side.close(code=1011, reason="network down")
+        self._sockets.clear()
+        self.context.set_offline(True)
+
+    def network_up(self) -> None:
+        self._network_up = True
+        self.context.set_offline(False)
+
+    def new_page(self) -> Page:
+        page = self.context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{self.username}: {error}"))
+        return page
+
+    # -- accounts
+
+    def sign_up(self) -> Person:
+        page = self.page
+        page.goto("/accounts/signup/")
+        page.get_by_label(field("Username")).fill(self.username)
+        page.get_by_label(field("Email")).fill(f"{self.username}@example.com")
+        page.get_by_label(field("Password")).fill(PASSWORD)
+        page.get_by_label(field("Password (again)")).fill(PASSWORD)
+        page.get_by_role("button", name="Sign Up").click()
+        expect(page).to_have_url(LOBBY_URL)
+        return self
+
+    def sign_in(self) -> Person:
+        page = self.page
+        page.goto("/accounts/login/")
+        page.get_by_label(field("Login")).fill(self.username)
+        page.get_by_label(field("Password")).fill(PASSWORD)
+        page.get_by_role("button", name="Sign In").click()
+        expect(page).to_have_url(LOBBY_URL)
+        return self
+
+    def set_display_name(self, name: str) -> Person:
+        page = self.page
+        page.goto("/accounts/profile/")
+        page.get_by_label(field("Display name")).fill(name)
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.get_by_role("alert").filter(has_text="Your profile was saved.")).to_be_visible()
+        self.display_name = name
+        return self
+
+    # -- rooms
+
+    def enter_room(self, name: str) -> str:
+        """Through the lobby's "enter any room name" box; the room's slug."""
+        page = self.page
+        page.goto("/chats/")
+        page.get_by_label("What chat room would you like to enter?").fill(name)
+        page.get_by_role("button", name="Enter", exact=True).click()
+        expect(page).to_have_url(ROOM_URL)
+        self.expect_connected()
+        return ROOM_URL.search(page.url)[1]
+
+    def open_room(self, slug: str) -> Person:
+        self.page.goto(f"/chats/{slug}/")
+        self.expect_connected()
+        return self
+
+    # -- the room page, found as assistive technology finds it
+
+    @property
+    def log(self) -> Locator:
+        return self.page.get_by_role("log", name="Messages")
+
+    @property
+    def articles(self) -> Locator:
+        return self.log.get_by_role("article")
+
+    def message(self, text: str) -> Locator:
+        return self.articles.filter(has_text=text)
+
+    @property
+    def composer(self) -> Locator:
+        return self.page.get_by_role("textbox", name="Message", exact=True)
+
+    @property
+    def send_button(self) -> Locator:
+        return self.page.get_by_role("button", name="Send", exact=True)
+
+    @property
+    def online(self) -> Locator:
+        return self.page.get_by_role("list", name="Online")
+
+    @property
+    def status(self) -> Locator:
+        return self.page.get_by_role("status")
+
+    def expect_connected(self, timeout: float = 15_000) -> None:
+        expect(self.status).to_have_text("Connected", timeout=timeout)
+        expect(self.composer).to_be_enabled()
+
+    def say(self, text: str) -> Locator:
+        """Send with the Send button; the message once it is shown (stored and echoed)."""
+        self.composer.fill(text)
+        self.send_button.click()
+        shown = self.message(text).last
+        expect(shown).to_be_visible()
+        return shown
+
+    def article_ids(self) -> list[int]:
+        return self.articles.evaluate_all("els => els.map((el) => Number(el.dataset.id))")
+
+
+# --------------------------------------------------------------------- accessibility
+
+AXE = VENDOR / "axe.min.js"  # axe-core 4.14.1 from npm (MPL-2.0), vendored
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Page, impacts: tuple[str, ...] = SERIOUS) -> list[dict]:
+    """axe-core's violations of `impacts` on the page as it is now."""
+    # Settle first: colours halfway through a transition (a hover's fade-in)
+    # are not what anyone reads.
+    page.evaluate(
+        "() => Promise.all(document.getAnimations()"
+        ".filter((a) => a.effect && a.effect.getComputedTiming().endTime !== Infinity)"
+        ".map((a) => a.finished))"
+    )
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(path=AXE)
+    result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+    return [v for v in result["violations"] if v.get("impact") in impacts]
+
+
+def describe_violations(violations: list[dict]) -> str:
+    lines = []
+    for v in violations:
+        lines.append(f"[{v['impact']}] {v['id']}: {v['help']} ({v['helpUrl']})")
+        for node in v["nodes"][:5]:
+            lines.append(f"    {node['target']}: {node.get('failureSummary', '')!r}")
+            lines.append(f"    {node['html'][:200]}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- phones
+
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+    "device_scale_factor": 1,
+}
+
+
+def page_scrolls(page: Page) -> bool:
+    """Whether the page itself (not a region in it) scrolls, or is scrolled."""
+    return page.evaluate(
+        "() => window.scrollY > 0 ||"
+        " document.scrollingElement.scrollHeight > window.innerHeight + 1"
+    )

@@ -1,0 +1,154 @@
+"""The README's screenshots, written by the browser from a seeded team:
+docs/screenshots/lobby.png and room.png (1280x800) and phone.png (390x844).
+
+The conversation is stored with fixed times and the browsers' clocks start
+at a fixed moment, so that a run without changes to the pages writes the
+same pictures again (and git sees nothing new).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.helpers import PASSWORD, PHONE, SCREENSHOTS
+
+pytestmark = pytest.mark.e2e
+
+NOW = dt.datetime(2026, 3, 12, 10, 5, tzinfo=dt.UTC)  # the browsers' "now"
+
+TEAM = {
+    "maya": "Maya Chen",
+    "tom": "Tom Okafor",
+    "priya": "Priya Patel",
+    "sam": "Sam Rivera",
+    "lena": "Lena Fischer",
+}
+
+# (minutes before NOW, author, text)
+RELEASE_CHAT = [
+    (52, "priya", "Morning! Release 2.4 checklist is pinned in the tracker. Three blockers left."),
+    (50, "priya", "1. the invoices migration\n2. the flaky upload test\n3. release notes"),
+    (47, "tom", "I'll take the migration. Rehearsed it on staging yesterday: 4 minutes, no locks."),
+    (45, "maya", "Great. I'll write the release notes if someone sends me the merged PRs."),
+    (44, "sam", "Sending it now."),
+    (31, "sam", "The upload test fails only when two runs share the temp folder. Fix in review."),
+    (29, "tom", "Approved, nice catch."),
+    (12, "priya", "Customer success asked whether the new export is in 2.4: it is, right?"),
+    (11, "maya", "Yes, behind the flag for the first week, then on for everyone."),
+    (9, "tom", "Migration is done on staging again with today's data: 3 min 40 s."),
+    (6, "maya", "Release notes draft is up for review. Ship Friday at 10:00?"),
+]
+GENERAL_CHAT = [
+    (240, "lena", "The coffee machine on the 3rd floor is fixed!"),
+    (95, "priya", "All-hands moved to Thursday 16:00."),
+    (80, "sam", "Reminder: the office is closed Monday for the move."),
+    (20, "lena", "Lunch order closes at 11:30, the form is in #random."),
+]
+
+
+@pytest.fixture(scope="module")
+def team(site):
+    """Five people, six rooms and a morning's conversation, stored directly."""
+    script = f"""
+import datetime as dt
+from allauth.account.models import EmailAddress
+from django.contrib.auth.hashers import make_password
+from accounts.models import User
+from chatrooms.models import Membership, Message
+from chatrooms.services import room_create
+
+NOW = dt.datetime.fromisoformat({NOW.isoformat()!r})
+people = {{}}
+password = make_password({PASSWORD!r})  # hashed once: hashing is slow on purpose
+for username, name in {TEAM!r}.items():
+    user = User.objects.create(
+        username=username, email=f"{{username}}@example.com", password=password,
+        display_name=name,
+    )
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    people[username] = user
+
+def room(owner, name, topic="", members=(), is_private=False):
+    made = room_create(user=people[owner], name=name, topic=topic, is_private=is_private)
+    for member in members:
+        Membership.objects.create(room=made, user=people[member])
+    return made
+
+def talk(room, lines):
+    for minutes, author, body in lines:
+        message = Message.objects.create(room=room, author=people[author], body=body)
+        Message.objects.filter(pk=message.pk).update(
+            created_at=NOW - dt.timedelta(minutes=minutes)
+        )
+    return Message.objects.filter(room=room).order_by("id")
+
+release = room(
+    "maya", "Release 2.4", "Shipping Friday: blockers, reviews and release notes",
+    members=("tom", "priya", "sam"),
+)
+talk(release, {RELEASE_CHAT!r})
+general = room(
+    "priya", "General", "Company-wide news and chatter", members=("maya", "tom", "sam", "lena")
+)
+said = talk(general, {GENERAL_CHAT!r})
+Membership.objects.filter(room=general, user=people["maya"]).update(last_read_id=said[0].id)
+design = room("sam", "Design", "Mockups, critique and the great icon debate", members=("maya",))
+talk(design, [(30, "sam", "New empty-state illustrations are in Figma.")])
+room("priya", "Leadership", "Planning and hiring", members=("maya",), is_private=True)
+room("lena", "Random", "Lunch spots, cats and weekend plans", members=("sam",))
+room("tom", "Support rotation", "Who is on call this week, and handovers")
+print(release.slug)
+"""
+    return {"release": site.shell(script).strip()}
+
+
+def at_now(person) -> None:
+    person.page.clock.install(time=NOW)
+
+
+def write(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)  # no hover effects
+    page.screenshot(path=SCREENSHOTS / name, animations="disabled", caret="hide")
+
+
+def test_lobby_and_room_screenshots(people, team):
+    tom = people("tom", account="existing")
+    tom.open_room(team["release"])
+    maya = people("maya", account="existing")  # signed in: on the lobby
+    for person in (tom, maya):
+        at_now(person)
+
+    # The lobby: her rooms with unread and online counts (tom is in the
+    # release room), public rooms to join, the forms.
+    maya.page.reload()
+    expect(maya.page.get_by_role("link", name="Release 2.4")).to_be_visible()
+    expect(maya.page.get_by_text("1 online")).to_be_visible()
+    write(maya.page, "lobby.png")
+
+    # The room, mid-conversation, tom online and typing.
+    maya.open_room(team["release"])
+    expect(maya.articles).to_have_count(len(RELEASE_CHAT))
+    expect(maya.online.get_by_role("listitem")).to_have_count(2)
+    expect(maya.online).to_contain_text("Tom Okafor")
+    tom.composer.press_sequentially("Friday 10:00 works")
+    expect(maya.page.get_by_text("Tom Okafor is typing…")).to_be_visible()
+    maya.composer.focus()
+    write(maya.page, "room.png")
+
+
+def test_phone_screenshot(people, team):
+    """tom, a member, on his phone: his own messages have their actions."""
+    maya = people("maya", account="existing")
+    tom = people("tom", account="existing", **PHONE)
+    for person in (maya, tom):
+        at_now(person)
+    maya.open_room(team["release"])
+    tom.open_room(team["release"])
+    expect(tom.articles).to_have_count(len(RELEASE_CHAT))
+    expect(tom.online.get_by_role("listitem")).to_have_count(2)
+    expect(tom.composer).to_be_in_viewport()
+    write(tom.page, "phone.png")
