@@ -71,7 +71,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox = Outbox(self.base_send, access.room_id)
         await hub.join(access.room_id, self.conn_id, self.outbox)
         await hub.join_user(user.id, self.conn_id, self.on_control)
-        self.conn = Conn(self.conn_id, access.room_id, user.username)
+        self.conn = Conn(self.conn_id, access.room_id, user.username, self.display_name)
         joined = await tracker.join(self.conn)
         await self.send_hello()
         if joined:
@@ -101,7 +101,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             messages, has_more = catch_up.messages, catch_up.has_more
             hello["truncated"] = catch_up.truncated
-        hello["online"] = await tracker.online(access.room_id)
+        hello["online"], hello["names"] = await tracker.online_with_names(access.room_id)
         hello["messages"] = messages
         hello["has_more"] = has_more
         hello["last_read"] = access.last_read_id

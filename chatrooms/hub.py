@@ -303,7 +303,7 @@ class Hub:
                         self.deliver(int(channel[prefix_len:]), text, message_id, skip, close)
                     elif channel.startswith(user_prefix):
                         self.deliver_user(
-                            int(channel[len(user_prefix):]), protocol.decode_json(message["data"])
+                            int(channel[len(user_prefix) :]), protocol.decode_json(message["data"])
                         )
                 elif kind == "subscribe":
                     future = self._subscribed.get(channel.decode())
@@ -316,7 +316,7 @@ class Hub:
                         # frames published in the gap are lost.
                         self._resync(int(channel[prefix_len:]))
                     else:  # a kick or ban may have been lost: check again on reconnect
-                        self.deliver_user(int(channel[len(user_prefix):]), {"resync": True})
+                        self.deliver_user(int(channel[len(user_prefix) :]), {"resync": True})
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -40,6 +40,7 @@ class Conn:
     conn_id: str
     room_id: int
     username: str
+    display_name: str = ""
 
 
 # --- In-process --------------------------------------------------------------------
@@ -50,8 +51,10 @@ class MemoryPresence:
 
     def __init__(self) -> None:
         self.rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self.names: dict[str, str] = {}
 
     async def join(self, conn: Conn) -> bool:
+        self.names[conn.username] = conn.display_name or conn.username
         sockets = self.rooms[conn.room_id][conn.username]
         sockets.add(conn.conn_id)
         return len(sockets) == 1
@@ -72,13 +75,17 @@ class MemoryPresence:
     async def online(self, room_id: int) -> list[str]:
         return sorted(self.rooms.get(room_id, {}))
 
+    async def display_names(self, room_id: int, usernames: list[str]) -> dict[str, str]:
+        return {name: self.names.get(name, name) for name in usernames}
+
     def online_counts(self, room_ids: list[int]) -> dict[int, int]:
         return {room_id: len(self.rooms.get(room_id, {})) for room_id in room_ids}
 
 
 # --- Redis ---------------------------------------------------------------------------
 
-# KEYS: user set, room set. ARGV: conn, now, ttl, username. Returns 1 when
+# KEYS: user set, room set, room names. ARGV: conn, now, ttl, username,
+# display name. Returns 1 when
 # the user had no live socket before (a join, or a rejoin after expiry).
 _JOIN = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -89,26 +96,30 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
 local listed = redis.call('ZSCORE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[2], 'GT', expires, ARGV[4])
 redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3]) * 2000))
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[3]) * 2000))
 if before == 0 or not listed or tonumber(listed) <= tonumber(ARGV[2]) then
   return 1
 end
 return 0
 """
-# KEYS: user set, room set. ARGV: conn, now, username. 1 when it was the
+# KEYS: user set, room set, room names. ARGV: conn, now, username. 1 when it was the
 # user's last live socket and the user is now gone from the room.
 _LEAVE = """
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('HDEL', KEYS[3], ARGV[3])
   return redis.call('ZREM', KEYS[2], ARGV[3])
 end
 return 0
 """
-# KEYS: room set. ARGV: now. The users whose sockets all expired, removed.
+# KEYS: room set, room names. ARGV: now. The users whose sockets all expired, removed.
 _REAP = """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if #gone > 0 then
   redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
 end
 return gone
 """
@@ -116,6 +127,10 @@ return gone
 
 def _room_key(room_id: int) -> str:
     return key("presence", room_id)
+
+
+def _names_key(room_id: int) -> str:
+    return key("presence", room_id, "names")
 
 
 def _user_key(room_id: int, username: str) -> str:
@@ -133,13 +148,15 @@ class RedisPresence:
         return bool(
             await get_redis().eval(
                 _JOIN,
-                2,
+                3,
                 _user_key(conn.room_id, conn.username),
                 _room_key(conn.room_id),
+                _names_key(conn.room_id),
                 conn.conn_id,
                 time.time(),
                 self.ttl,
                 conn.username,
+                conn.display_name or conn.username,
             )
         )
 
@@ -147,9 +164,10 @@ class RedisPresence:
         return bool(
             await get_redis().eval(
                 _LEAVE,
-                2,
+                3,
                 _user_key(conn.room_id, conn.username),
                 _room_key(conn.room_id),
+                _names_key(conn.room_id),
                 conn.conn_id,
                 time.time(),
                 conn.username,
@@ -160,9 +178,20 @@ class RedisPresence:
         names = await get_redis().zrangebyscore(_room_key(room_id), time.time(), "+inf")
         return sorted(name.decode() for name in names)
 
+    async def display_names(self, room_id: int, usernames: list[str]) -> dict[str, str]:
+        if not usernames:
+            return {}
+        values = await get_redis().hmget(_names_key(room_id), usernames)
+        return {
+            name: value.decode() if value else name
+            for name, value in zip(usernames, values, strict=True)
+        }
+
     async def reap(self, room_id: int) -> list[str]:
         """Remove and return the users of the room whose sockets all expired."""
-        gone = await get_redis().eval(_REAP, 1, _room_key(room_id), time.time())
+        gone = await get_redis().eval(
+            _REAP, 2, _room_key(room_id), _names_key(room_id), time.time()
+        )
         return sorted(name.decode() for name in gone)
 
     def online_counts(self, room_ids: list[int]) -> dict[int, int]:
@@ -209,6 +238,11 @@ class Tracker:
     async def online(self, room_id: int) -> list[str]:
         return await self.store.online(room_id)
 
+    async def online_with_names(self, room_id: int) -> tuple[list[str], dict[str, str]]:
+        """The online usernames, sorted, and their display names."""
+        online = await self.store.online(room_id)
+        return online, await self.store.display_names(room_id, online)
+
     def online_counts(self, room_ids: list[int]) -> dict[int, int]:
         return self.store.online_counts(room_ids)
 
@@ -242,8 +276,8 @@ async def broadcast_presence(room_id: int, username: str, status: str, skip: str
 
     `skip`: a socket that knows already (the joiner, whose hello said it).
     """
-    online = await tracker.online(room_id)
-    frame = protocol.presence_frame(user=username, status=status, online=online)
+    online, names = await tracker.online_with_names(room_id)
+    frame = protocol.presence_frame(user=username, status=status, online=online, names=names)
     await hub.publish(room_id, protocol.encode(frame), skip=skip)
 
 

@@ -271,9 +271,11 @@ def delete_frame(*, id: int) -> dict[str, Any]:
     return {"type": "chat.delete", "id": id}
 
 
-def presence_frame(*, user: str, status: Literal["join", "leave"], online: list[str]):
-    """Someone's first socket opened or last socket closed."""
-    return {"type": "presence", "user": user, "status": status, "online": online}
+def presence_frame(
+    *, user: str, status: Literal["join", "leave"], online: list[str], names: dict[str, str]
+) -> dict[str, Any]:
+    """Someone's first socket opened or last socket closed; `names`: display names of `online`."""
+    return {"type": "presence", "user": user, "status": status, "online": online, "names": names}
 
 
 def typing_frame(*, user: str, display_name: str, active: bool) -> dict[str, Any]:

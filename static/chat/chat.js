@@ -225,6 +225,11 @@
     return true;
   }
 
+  function rememberNames(map) {
+    if (!map || typeof map !== "object") return;
+    Object.keys(map).forEach((username) => rememberName(username, map[username]));
+  }
+
   // ---------------------------------------------------------------- status
 
   function setStatus(state, seconds) {
@@ -1118,6 +1123,7 @@
         break;
       case "presence":
         // join / leave is informational: the full list is the truth.
+        rememberNames(f.names);
         setOnline(f.online);
         break;
       case "typing":
@@ -1182,6 +1188,7 @@
     ready = true;
     attempt = 0;
     historyLoading = false;
+    rememberNames(f.names);
     setOnline(f.online);
     renderTyping();
     updateHistoryControls();

@@ -534,13 +534,18 @@ async def test_presence_join_and_leave_once_per_user(layer, room, alice, bob, co
     b1, hello = await connect(bob, room)
     assert hello["online"] == ["alice", "bob"]
     join = await a.recv_type("presence")
-    assert join == {"type": "presence", "user": "bob", "status": "join", "online": ["alice", "bob"]}
+    assert join == {
+        "type": "presence", "user": "bob", "status": "join", "online": ["alice", "bob"],
+        "names": {"alice": "Alice Liddell", "bob": "bob"},
+    }
+    assert hello["names"] == {"alice": "Alice Liddell", "bob": "bob"}
     b2, _ = await connect(bob, room)  # a second tab: no event
     await b1.close()
     assert await a.nothing(0.5)
     await b2.close()
     leave = await a.recv_type("presence")
-    assert leave == {"type": "presence", "user": "bob", "status": "leave", "online": ["alice"]}
+    assert leave == {"type": "presence", "user": "bob", "status": "leave", "online": ["alice"],
+                     "names": {"alice": "Alice Liddell"}}
 
 
 async def test_typing_reaches_others_but_not_the_sender(layer, room, alice, bob, connect):
