@@ -535,7 +535,10 @@ async def test_presence_join_and_leave_once_per_user(layer, room, alice, bob, co
     assert hello["online"] == ["alice", "bob"]
     join = await a.recv_type("presence")
     assert join == {
-        "type": "presence", "user": "bob", "status": "join", "online": ["alice", "bob"],
+        "type": "presence",
+        "user": "bob",
+        "status": "join",
+        "online": ["alice", "bob"],
         "names": {"alice": "Alice Liddell", "bob": "bob"},
     }
     assert hello["names"] == {"alice": "Alice Liddell", "bob": "bob"}
@@ -544,8 +547,13 @@ async def test_presence_join_and_leave_once_per_user(layer, room, alice, bob, co
     assert await a.nothing(0.5)
     await b2.close()
     leave = await a.recv_type("presence")
-    assert leave == {"type": "presence", "user": "bob", "status": "leave", "online": ["alice"],
-                     "names": {"alice": "Alice Liddell"}}
+    assert leave == {
+        "type": "presence",
+        "user": "bob",
+        "status": "leave",
+        "online": ["alice"],
+        "names": {"alice": "Alice Liddell"},
+    }
 
 
 async def test_typing_reaches_others_but_not_the_sender(layer, room, alice, bob, connect):

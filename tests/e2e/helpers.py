@@ -2,8 +2,8 @@
 
 `Site` is the server under test; `Person` is one person in a browser
 context of their own, who finds things on the pages by role, label and text,
-as assistive technology does. Later scenarios (invite links, kick,
-deactivation) add methods here.
+as assistive technology does: on the chat pages, the room settings page
+(invite links, members) and the admin.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ EXPECT_TIMEOUT_MS = 10_000
 
 ROOM_URL = re.compile(r"/chats/([\w-]+)/$")
 LOBBY_URL = re.compile(r"/chats/$")
+SETTINGS_URL = re.compile(r"/chats/([\w-]+)/settings/$")
+INVITE_URL = re.compile(r"^http://127\.0\.0\.1:\d+/chats/invite/[\w-]{40,}/$")
+SIGN_IN_URL = re.compile(r"/accounts/login/\?next=")
+DEACTIVATE = "Deactivate: end their sessions and close their chats now"
 
 
 def field(label: str) -> re.Pattern:
@@ -104,6 +108,23 @@ class Site:
         self._usernames.add(candidate)
         return candidate
 
+    def create_user(self, name: str, *, display_name: str = "", staff: bool = False) -> str:
+        """An account made in the database (password PASSWORD, email confirmed); its username.
+
+        `staff` makes a staff superuser, as `manage.py createsuperuser` would.
+        Sign in with `people(username, account="existing")`.
+        """
+        username = self.username(name)
+        self.shell(
+            "from allauth.account.models import EmailAddress\n"
+            "from accounts.models import User\n"
+            f"user = User.objects.create_user({username!r}, {username + '@example.com'!r},"
+            f" {PASSWORD!r}, display_name={display_name!r}, is_staff={staff!r},"
+            f" is_superuser={staff!r})\n"
+            "EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)\n"
+        )
+        return username
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -164,15 +185,18 @@ class Person:
 
     # -- accounts
 
-    def sign_up(self) -> Person:
+    def sign_up(self, *, here: bool = False, lands: re.Pattern = LOBBY_URL) -> Person:
+        """Through the sign-up form: /accounts/signup/, or the one open now (`here`)."""
         page = self.page
-        page.goto("/accounts/signup/")
+        if not here:
+            page.goto("/accounts/signup/")
+        expect(page.get_by_role("heading", name="Sign Up")).to_be_visible()
         page.get_by_label(field("Username")).fill(self.username)
         page.get_by_label(field("Email")).fill(f"{self.username}@example.com")
         page.get_by_label(field("Password")).fill(PASSWORD)
         page.get_by_label(field("Password (again)")).fill(PASSWORD)
         page.get_by_role("button", name="Sign Up").click()
-        expect(page).to_have_url(LOBBY_URL)
+        expect(page).to_have_url(lands)
         return self
 
     def sign_in(self) -> Person:
@@ -205,10 +229,96 @@ class Person:
         self.expect_connected()
         return ROOM_URL.search(page.url)[1]
 
+    def create_room(self, name: str, *, topic: str = "", private: bool = False) -> str:
+        """Through the lobby's "Create a room" form; lands in the room; its slug."""
+        page = self.page
+        page.goto("/chats/")
+        form = page.get_by_role("region", name="Create a room")
+        form.get_by_label(field("Name")).fill(name)
+        form.get_by_label(field("Topic")).fill(topic)
+        form.get_by_label(field("Private")).set_checked(private)
+        form.get_by_role("button", name="Create room").click()
+        expect(page).to_have_url(ROOM_URL)
+        expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+        self.expect_connected()
+        return ROOM_URL.search(page.url)[1]
+
     def open_room(self, slug: str) -> Person:
         self.page.goto(f"/chats/{slug}/")
         self.expect_connected()
         return self
+
+    # -- the room settings page (owners and moderators)
+
+    def open_settings(self, slug: str = "") -> Person:
+        """By the open room page's "Room settings" link, or by address (`slug`)."""
+        page = self.page
+        if slug:
+            page.goto(f"/chats/{slug}/settings/")
+        else:
+            page.get_by_role("link", name="Room settings").click()
+        expect(page).to_have_url(SETTINGS_URL)
+        expect(page.get_by_role("heading", name="Members", exact=True)).to_be_visible()
+        return self
+
+    def expect_flash(self, text: str) -> None:
+        """A success or error message at the top of the page (a Bootstrap alert)."""
+        expect(self.page.get_by_role("alert").filter(has_text=text)).to_be_visible()
+
+    @property
+    def invite_links(self) -> Locator:
+        """The live links' "Invite link" boxes on the settings page, newest first."""
+        return self.page.get_by_role("textbox", name="Invite link")
+
+    def links_shown(self) -> list[str]:
+        return [box.input_value() for box in self.invite_links.all()]
+
+    def create_invite(self, *, expires: str = "7 days", max_uses: int | None = None) -> str:
+        """With the settings page's form; the new link, read from its "Invite link" box."""
+        before = self.links_shown()
+        section = self.page.get_by_role("region", name="Invite links")
+        section.get_by_label(field("Expires after")).select_option(label=expires)
+        section.get_by_label(field("Max uses")).fill("" if max_uses is None else str(max_uses))
+        section.get_by_role("button", name="Create invite link").click()
+        self.expect_flash("Invite link created.")
+        expect(self.invite_links).to_have_count(len(before) + 1)
+        link = self.invite_links.first.input_value()  # newest first
+        assert INVITE_URL.match(link), link
+        assert link not in before
+        return link
+
+    def invite_item(self, link: str) -> Locator:
+        """The settings page's entry of one live link (its box, Copy link, Revoke, uses)."""
+        items = self.page.get_by_role("list", name="Live invite links").get_by_role("listitem")
+        for item in items.all():
+            if item.get_by_role("textbox", name="Invite link").input_value() == link:
+                return item
+        raise AssertionError(f"{link} is not among the live links {self.links_shown()}")
+
+    def member_row(self, username: str) -> Locator:
+        """The Members table's row of `username` (shown as "Name @username")."""
+        return self.page.get_by_role("row").filter(
+            has=self.page.get_by_role("rowheader").filter(has_text=f"@{username}")
+        )
+
+    def member_action(self, label: str, username: str, *, done: str) -> None:
+        """Press "<label>: <username>" in the Members table; `done` is the flash that says so."""
+        self.page.get_by_role("button", name=f"{label}: {username}", exact=True).click()
+        expect(self.page).to_have_url(SETTINGS_URL)
+        self.expect_flash(done)
+
+    # -- the admin (staff)
+
+    def deactivate_in_admin(self, username: str) -> None:
+        """The users list's "Deactivate" action, on `username` alone."""
+        page = self.page
+        page.goto("/admin/accounts/user/")
+        page.get_by_role(
+            "checkbox", name=f"Select this object for an action - {username}", exact=True
+        ).check()
+        page.get_by_label("Action").select_option(label=DEACTIVATE)
+        page.get_by_role("button", name="Go", exact=True).click()
+        expect(page.get_by_text("Deactivated; their open chats were closed.")).to_be_visible()
 
     # -- the room page, found as assistive technology finds it
 
@@ -242,6 +352,13 @@ class Person:
     def expect_connected(self, timeout: float = 15_000) -> None:
         expect(self.status).to_have_text("Connected", timeout=timeout)
         expect(self.composer).to_be_enabled()
+
+    def expect_closed(self, why: str) -> None:
+        """The server closed the room to this page for good: it says `why` and stops."""
+        expect(self.page.get_by_role("alert").filter(has_text=why)).to_be_visible()
+        expect(self.status).to_have_text("Disconnected")
+        expect(self.composer).to_be_disabled()
+        expect(self.send_button).to_be_disabled()
 
     def say(self, text: str) -> Locator:
         """Send with the Send button; the message once it is shown (stored and echoed)."""
