@@ -413,7 +413,7 @@ INVITE_LIFETIMES = {
 
 
 class InviteError(Exception):
-    """An invite that grants nothing: `reason` is expired, revoked, used_up or banned."""
+    """An invite that grants nothing: `reason` is expired, revoked, used_up, archived or banned."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -472,7 +472,7 @@ def invite_redeem(*, user, token: str) -> Room:
     if membership is not None and membership.is_banned:
         raise InviteError("banned")
     if room.is_archived:
-        raise InviteError("revoked")
+        raise InviteError("archived")
     state = invite_state(invite)
     if membership is not None and state == "live":
         return room
@@ -500,7 +500,25 @@ def user_set_active(*, user, active: bool) -> None:
     type(user).objects.filter(id=user.id).update(is_active=active)
     user.is_active = active
     if not active:
+        _user_sessions_end(user_id=user.id)
         user_sockets_close(user_id=user.id, reason="deactivated")
+
+
+def _user_sessions_end(*, user_id: int) -> None:
+    """Delete the user's sessions, so that reactivating signs no old browser back in.
+
+    Sessions are not indexed by user: this reads every live session once,
+    which is fine for a staff action.
+    """
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.models import Session
+
+    mine = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get(SESSION_KEY) == str(user_id)
+    ]
+    Session.objects.filter(pk__in=mine).delete()
 
 
 @transaction.atomic

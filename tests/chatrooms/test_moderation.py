@@ -474,3 +474,21 @@ async def test_deleting_others_messages_over_websocket(
         assert frame["code"] == "forbidden"
     await message.arefresh_from_db()
     assert (message.deleted_at is not None) is allowed
+
+
+def test_deactivation_ends_sessions_so_reactivation_signs_nobody_back_in(client, cast):
+    bob = cast["member"]
+    client.force_login(bob)
+    assert client.get("/chats/").status_code == 200
+    services.user_set_active(user=bob, active=False)
+    services.user_set_active(user=bob, active=True)
+    response = client.get("/chats/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_archived_room_invite_says_so(client, cast):
+    invite = services.invite_create(user=cast["owner"], room=cast["room"])
+    services.room_set_archived(user=cast["owner"], room=cast["room"], archived=True)
+    client.force_login(cast["nonmember"])
+    response = client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))
+    assert response.status_code == 410 and "archived" in response.content.decode()

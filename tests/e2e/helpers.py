@@ -121,7 +121,9 @@ class Site:
             f"user = User.objects.create_user({username!r}, {username + '@example.com'!r},"
             f" {PASSWORD!r}, display_name={display_name!r}, is_staff={staff!r},"
             f" is_superuser={staff!r})\n"
-            "EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)\n"
+            "EmailAddress.objects.create(\n"
+            "    user=user, email=user.email, verified=True, primary=True\n"
+            ")\n"
         )
         return username
 
@@ -311,14 +313,23 @@ class Person:
 
     def deactivate_in_admin(self, username: str) -> None:
         """The users list's "Deactivate" action, on `username` alone."""
+        self._user_action_in_admin(
+            username, DEACTIVATE, done="Deactivated; their open chats were closed."
+        )
+
+    def reactivate_in_admin(self, username: str) -> None:
+        self._user_action_in_admin(username, "Reactivate", done="Reactivated.")
+
+    def _user_action_in_admin(self, username: str, action: str, *, done: str) -> None:
         page = self.page
         page.goto("/admin/accounts/user/")
         page.get_by_role(
             "checkbox", name=f"Select this object for an action - {username}", exact=True
         ).check()
-        page.get_by_label("Action").select_option(label=DEACTIVATE)
+        # The admin wraps the select in its label: "Action: ---------…".
+        page.get_by_role("combobox", name=re.compile(r"^Action:")).select_option(label=action)
         page.get_by_role("button", name="Go", exact=True).click()
-        expect(page.get_by_text("Deactivated; their open chats were closed.")).to_be_visible()
+        expect(page.get_by_text(done)).to_be_visible()
 
     # -- the room page, found as assistive technology finds it
 
@@ -353,12 +364,28 @@ class Person:
         expect(self.status).to_have_text("Connected", timeout=timeout)
         expect(self.composer).to_be_enabled()
 
+    def watch_sockets(self) -> list[str]:
+        """The addresses of the WebSockets this page opens from now on (a live list)."""
+        opened: list[str] = []
+        self.page.on("websocket", lambda socket: opened.append(socket.url))
+        return opened
+
     def expect_closed(self, why: str) -> None:
         """The server closed the room to this page for good: it says `why` and stops."""
         expect(self.page.get_by_role("alert").filter(has_text=why)).to_be_visible()
         expect(self.status).to_have_text("Disconnected")
         expect(self.composer).to_be_disabled()
         expect(self.send_button).to_be_disabled()
+
+    def expect_stays_closed(self, opened: list[str], seconds: float = 3) -> None:
+        """Still closed `seconds` later, with no new socket (`opened`: watch_sockets())."""
+        # The client's first reconnect would come within 0.5 s, and its
+        # countdown would show at once.
+        self.page.wait_for_timeout(seconds * 1000)
+        expect(self.status).not_to_have_text("Connected")
+        expect(self.status).to_have_text("Disconnected")
+        expect(self.composer).to_be_disabled()
+        assert opened == [], f"{self.username}'s page opened sockets again: {opened}"
 
     def say(self, text: str) -> Locator:
         """Send with the Send button; the message once it is shown (stored and echoed)."""

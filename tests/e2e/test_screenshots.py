@@ -1,19 +1,23 @@
 """The README's screenshots, written by the browser from a seeded team:
-docs/screenshots/lobby.png and room.png (1280x800) and phone.png (390x844).
+docs/screenshots/lobby.png and room.png (1280x800), settings.png (1280
+wide, the whole page) and phone.png (390x844).
 
 The conversation is stored with fixed times and the browsers' clocks start
 at a fixed moment, so that a run without changes to the pages writes the
-same pictures again (and git sees nothing new).
+same pictures again (and git sees nothing new). The invite links have fixed
+tokens and never expire, and show the address of a deployed site rather
+than the test server's random port.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import PASSWORD, PHONE, SCREENSHOTS
+from tests.e2e.helpers import PASSWORD, PHONE, SCREENSHOTS, Site
 
 pytestmark = pytest.mark.e2e
 
@@ -105,14 +109,43 @@ print(release.slug)
     return {"release": site.shell(script).strip()}
 
 
+# (token, created by, minutes before NOW, max uses, uses)
+INVITES = [
+    ("q7Hc2LxV9pTzR4mWnB8sYdKf3GjA6uEiNo1rXbZt5vM", "maya", 300, None, 3),
+    ("Wd4nP8kRt2YhLs6FzJq9CmVx3BgN7eTaKu5oHiSp1rQ", "priya", 40, 10, 2),
+]
+SITE_ADDRESS = "https://chat.example.com"
+
+
+def settings_team(site: Site, slug: str) -> None:
+    """The release room's settings: priya moderates, two live invite links."""
+    site.shell(f"""
+import datetime as dt
+from accounts.models import User
+from chatrooms.models import Invite, Membership, Room
+
+NOW = dt.datetime.fromisoformat({NOW.isoformat()!r})
+room = Room.objects.get(slug={slug!r})
+Membership.objects.filter(room=room, user__username="priya").update(role="moderator")
+for token, by, minutes, max_uses, uses in {INVITES!r}:
+    invite = Invite.objects.create(
+        room=room, token=token, created_by=User.objects.get(username=by),
+        max_uses=max_uses, use_count=uses,
+    )
+    Invite.objects.filter(pk=invite.pk).update(created_at=NOW - dt.timedelta(minutes=minutes))
+""")
+
+
 def at_now(person) -> None:
     person.page.clock.install(time=NOW)
 
 
-def write(page, name: str) -> None:
+def write(page, name: str, *, full_page: bool = False) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.mouse.move(0, 0)  # no hover effects
-    page.screenshot(path=SCREENSHOTS / name, animations="disabled", caret="hide")
+    page.screenshot(
+        path=SCREENSHOTS / name, animations="disabled", caret="hide", full_page=full_page
+    )
 
 
 def test_lobby_and_room_screenshots(people, team):
@@ -152,3 +185,26 @@ def test_phone_screenshot(people, team):
     expect(tom.online.get_by_role("listitem")).to_have_count(2)
     expect(tom.composer).to_be_in_viewport()
     write(tom.page, "phone.png")
+
+
+def test_settings_screenshot(people, site, team):
+    """maya, the owner, on the release room's settings: priya moderates."""
+    settings_team(site, team["release"])
+    maya = people("maya", account="existing")
+    at_now(maya)
+
+    def as_deployed(route):
+        # The page writes the links with the address it was asked on: the
+        # test server's random port. Shown as on a deployed site instead.
+        response = route.fetch()
+        body = response.text().replace(site.base, SITE_ADDRESS)
+        route.fulfill(response=response, body=body)
+
+    maya.page.route(re.compile(r"/settings/$"), as_deployed)
+    maya.open_room(team["release"])
+    maya.open_settings()
+    expect(maya.invite_links).to_have_count(len(INVITES))
+    expect(maya.invite_links.first).to_have_value(f"{SITE_ADDRESS}/chats/invite/{INVITES[1][0]}/")
+    expect(maya.member_row("priya")).to_contain_text("Moderator")
+    expect(maya.page.get_by_role("button", name="Remove moderator: priya")).to_be_visible()
+    write(maya.page, "settings.png", full_page=True)  # 1280 wide, the links below the fold
