@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint setup setup-dev clean
+.PHONY: run test lint setup setup-dev clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,15 @@ test: lint
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+
+# The performance comparison (docs/performance.md): ours under daphne and
+# uvicorn against the Channels tutorial and a bare relay, on PostgreSQL +
+# Redis and on the embedded default. About 10 minutes; stops by itself.
+#   make bench BENCH_ARGS=--quick            a ~2-minute smoke run
+#   make bench BENCH_ARGS='--only ramp,idle --servers ours-uvicorn,relay'
+$(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: setup-dev $(VENV)/.installed-bench
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
