@@ -165,6 +165,8 @@ class Hub:
         self._pubsub = None
         self._reader: asyncio.Task | None = None
         self._subscribed: dict[str, asyncio.Future] = {}
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
 
     # --- Local sockets -------------------------------------------------------------
 
@@ -267,17 +269,24 @@ class Hub:
         if future is None:
             loop = asyncio.get_running_loop()
             future = self._subscribed[channel] = loop.create_future()
-            if (
-                self._pubsub is None
-                or self._reader is None
-                or self._reader.done()
-                or (self._reader.get_loop() is not loop)
-            ):
-                self._pubsub = get_redis().pubsub()
-                await self._pubsub.subscribe(channel)
-                self._reader = loop.create_task(self._read(self._pubsub))
-            else:
-                await self._pubsub.subscribe(channel)
+            if self._lock is None or self._lock_loop is not loop:
+                self._lock, self._lock_loop = asyncio.Lock(), loop
+            # One at a time: two first subscriptions at once would each make
+            # a connection, and a reader could start on one not yet subscribed.
+            async with self._lock:
+                reader = self._reader
+                if (
+                    self._pubsub is None
+                    or reader is None
+                    or reader.done()
+                    or (reader.get_loop() is not loop)
+                ):
+                    pubsub = get_redis().pubsub()
+                    await pubsub.subscribe(channel)
+                    self._pubsub = pubsub
+                    self._reader = loop.create_task(self._read(pubsub))
+                else:
+                    await self._pubsub.subscribe(channel)
         await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_TIMEOUT)
 
     async def _read(self, pubsub) -> None:

@@ -169,3 +169,22 @@ async def test_a_lost_subscription_makes_clients_resync(settings, redis_url):
         await asyncio.sleep(0.05)
     assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_RESTART}
     hub._reader.cancel()
+
+
+@pytest.mark.redis
+async def test_many_first_subscriptions_at_once_share_one_working_reader(settings, redis_url):
+    """A burst of connects to fresh rooms: every socket gets its room's frames."""
+    settings.REDIS_URL = redis_url
+    hub = Hub()
+    sockets = [FakeSocket() for _ in range(40)]
+    boxes = [Outbox(socket.send, 100 + n) for n, socket in enumerate(sockets)]
+    await asyncio.gather(*(hub.join(100 + n, f"c{n}", box) for n, box in enumerate(boxes)))
+    for n, box in enumerate(boxes):
+        box.release("hello", 0)
+        await hub.publish(100 + n, f"for room {100 + n}", 1)
+    for _ in range(100):
+        if all(len(s.texts) == 2 for s in sockets):
+            break
+        await asyncio.sleep(0.05)
+    assert [s.texts for s in sockets] == [["hello", f"for room {100 + n}"] for n in range(40)]
+    hub._reader.cancel()
