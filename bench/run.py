@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import loadclient  # noqa: E402
+from deploy.servers import command  # noqa: E402
 from tests.live import Browserless, free_port, fresh_database, server_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -894,48 +895,12 @@ class Bench:
 
     def server(self, kind: str, env: dict, tag: str) -> ServerProc:
         port = free_port()
-        if kind == "ours-daphne" or kind == "tutorial":
-            app = (
-                "project.asgi:application"
-                if kind == "ours-daphne"
-                else ("bench.tutorial.asgi:application")
-            )
-            argv = [
-                str(BIN / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--websocket-max-message-size",
-                "65536",
-                "--websocket-max-frame-size",
-                "65536",
-                app,
-            ]
-        elif kind == "ours-uvicorn":
-            argv = [
-                str(BIN / "uvicorn"),
-                "project.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--ws",
-                "websockets",
-                "--ws-per-message-deflate",
-                "false",
-                "--ws-max-size",
-                "65536",
-                "--lifespan",
-                "off",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ]
+        if kind in ("ours-daphne", "ours-uvicorn"):
+            argv = command(kind.removeprefix("ours-"), port)
+            if kind == "ours-uvicorn":
+                argv += ["--no-access-log", "--log-level", "warning"]
+        elif kind == "tutorial":
+            argv = command("daphne", port, app="bench.tutorial.asgi:application")
         else:
             argv = [sys.executable, str(ROOT / "bench" / "relay.py"), str(port)]
         srv = ServerProc(

@@ -19,43 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
 
-
-def command(server: str, port: int) -> list[str]:
-    if server == "daphne":
-        return [
-            str(BIN / "daphne"),
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--websocket-max-message-size",
-            "65536",
-            "--websocket-max-frame-size",
-            "65536",
-            "project.asgi:application",
-        ]
-    return [
-        str(BIN / "uvicorn"),
-        "project.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--ws",
-        "websockets",
-        "--ws-per-message-deflate",
-        "false",
-        "--ws-max-size",
-        "65536",
-        "--lifespan",
-        "off",
-    ]
+from deploy.servers import command  # noqa: E402
 
 
 def main() -> int:

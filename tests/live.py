@@ -24,44 +24,17 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from deploy.servers import command
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-DAPHNE = str(Path(sys.executable).with_name("daphne"))
-# As in docs/deploy.md: frames over 64 KiB are refused with 1009.
-DAPHNE_ARGS = ["--websocket-max-message-size", "65536", "--websocket-max-frame-size", "65536"]
-UVICORN = str(Path(sys.executable).with_name("uvicorn"))
-UVICORN_ARGS = [
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--ws",
-    "websockets",
-    "--ws-per-message-deflate",
-    "false",
-    "--ws-max-size",
-    "65536",
-    "--lifespan",
-    "off",
-    "--no-access-log",
-    "--log-level",
-    "warning",
-]
 
 
 def server_command(kind: str, port: int) -> list[str]:
     """The command line of docs/deploy.md for `kind` ("daphne" or "uvicorn")."""
-    if kind == "uvicorn":
-        return [
-            UVICORN,
-            "project.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *UVICORN_ARGS,
-        ]
-    return [DAPHNE, "-b", "127.0.0.1", "-p", str(port), *DAPHNE_ARGS, "project.asgi:application"]
+    return command(kind, port) + (
+        ["--no-access-log", "--log-level", "warning"] if kind == "uvicorn" else []
+    )
 
 
 def free_port() -> int:
@@ -144,15 +117,7 @@ class Server:
     def start(self) -> Server:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [
-                DAPHNE,
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                *DAPHNE_ARGS,
-                "project.asgi:application",
-            ],
+            server_command(self.kind, self.port),
             cwd=ROOT,
             env=self.env,
             stdout=out,
