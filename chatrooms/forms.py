@@ -17,27 +17,6 @@ def _clean_line(value: str, field: str) -> str:
     return value
 
 
-class RoomCreateForm(forms.Form):
-    """Create a room; its creator becomes its owner."""
-
-    name = forms.CharField(max_length=ROOM_NAME_MAX)
-    topic = forms.CharField(max_length=ROOM_TOPIC_MAX, required=False)
-    is_private = forms.BooleanField(
-        required=False,
-        label="Private",
-        help_text="Only people you invite can see and join a private room.",
-    )
-
-    def clean_name(self) -> str:
-        name = _clean_line(self.cleaned_data["name"], "name")
-        if not name:
-            raise forms.ValidationError("This field is required.")
-        return name
-
-    def clean_topic(self) -> str:
-        return _clean_line(self.cleaned_data["topic"], "topic")
-
-
 class RoomEnterForm(forms.Form):
     """The Channels tutorial's box: type a room name, go there."""
 
@@ -67,6 +46,16 @@ class RoomSettingsForm(forms.Form):
 
     def clean_topic(self) -> str:
         return _clean_line(self.cleaned_data["topic"], "topic")
+
+
+class RoomCreateForm(RoomSettingsForm):
+    """Create a room; its creator becomes its owner."""
+
+    is_private = forms.BooleanField(
+        required=False,
+        label="Private",
+        help_text="Only people you invite can see and join a private room.",
+    )
 
 
 class InviteCreateForm(forms.Form):
