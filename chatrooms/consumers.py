@@ -5,10 +5,20 @@ not through the channel layer: room frames by room, control events (kick,
 ban, sign-out, deactivation) by user. A consumer without a channel-layer
 channel costs no receive task, no per-channel queue and no group round trips
 at connect: about 8 KiB less per idle socket on Redis (docs/performance.md).
+
+Faults (docs/reliability.md): no exception leaves a handler. Storage or
+Redis down answers `unavailable` (the client resends with the same
+client_id) or, at the handshake, closes with 1013; any other exception is
+logged and answered `server_error`. Cleanup (hub, presence) runs from
+`__call__`'s finally as well as from `disconnect`, so a socket that joined
+always leaves, whatever happened.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import uuid
 from urllib.parse import parse_qs
@@ -17,11 +27,19 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import Error as DatabaseError
+from redis.exceptions import RedisError
 
 from chatrooms import protocol, selectors, services
-from chatrooms.hub import Outbox, hub
+from chatrooms.hub import HubUnavailable, Outbox, hub
 from chatrooms.presence import Conn, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
+
+logger = logging.getLogger(__name__)
+
+# Storage or Redis cannot do it right now; worth trying again.
+UNAVAILABLE = (DatabaseError, RedisError, HubUnavailable, OSError)
+CLEANUP_TIMEOUT = 5.0  # seconds for the Redis half of cleanup; local state goes first
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -33,6 +51,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel for this consumer (get_channel_layer answers
     # None for an alias that is not configured): see the module docstring.
     channel_layer_alias = "chat-consumers-use-the-hub"
+
+    async def __call__(self, scope, receive, send):
+        """Run the socket; whatever ends it (even an exception), clean up."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.cleanup()
 
     async def dispatch(self, message):
         """Route to the handler, without Channels' per-event close_old_connections.
@@ -49,7 +74,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- Lifecycle ---------------------------------------------------------------
 
     async def connect(self):
-        """Refuse anything DESIGN.md refuses; else join, accept, say hello."""
+        """Refuse anything DESIGN.md refuses; else join, accept, say hello.
+
+        Storage or Redis unreachable: accept, then close with 1013 (try
+        again later), so the client reconnects instead of giving up.
+        """
+        try:
+            await self.open()
+        except UNAVAILABLE as exc:
+            logger.warning("socket refused for now: %s: %s", type(exc).__name__, exc)
+            await self.close_after_accept(protocol.CLOSE_TRY_AGAIN)
+        except Exception:
+            logger.exception("socket failed to open")
+            await self.close_after_accept(protocol.CLOSE_SERVER_ERROR)
+
+    async def close_after_accept(self, code: int) -> None:
+        # Hello is not out yet, so the outbox's writer has not started:
+        # closing directly cannot race it.
+        if not self.accepted:
+            await self.accept()
+        await self.close(code)
+        await self.cleanup()
+
+    accepted = False
+
+    async def accept(self, subprotocol=None, headers=None):
+        self.accepted = True
+        await super().accept(subprotocol, headers)
+
+    async def open(self):
         user = self.scope["user"]
         if not user.is_authenticated or not user.is_active:
             await self.close()
@@ -75,7 +128,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         joined = await tracker.join(self.conn)
         await self.send_hello()
         if joined:
-            await broadcast_presence(access.room_id, user.username, "join", skip=self.conn_id)
+            try:
+                await broadcast_presence(access.room_id, user.username, "join", skip=self.conn_id)
+            except UNAVAILABLE:  # the others reconcile from the next `online` list
+                logger.warning("presence join of %s not broadcast", user.username)
 
     async def send_hello(self):
         access = self.access
@@ -110,12 +166,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         """Leave the room and, on the user's last socket, the online list."""
-        if self.access is None:
+        await self.cleanup()
+
+    cleaned = False
+
+    async def cleanup(self) -> None:
+        """Leave the hub and presence; once, and never raising.
+
+        Local state is dropped first and without awaiting, so that even a
+        cancelled or failing Redis call leaves nothing behind in this
+        process; what Redis keeps (presence) expires by itself.
+        """
+        if self.cleaned or self.access is None:
             return
-        await hub.leave(self.access.room_id, self.conn_id)
-        await hub.leave_user(self.user.id, self.conn_id)
-        if self.conn is not None and await tracker.leave(self.conn):
-            await broadcast_presence(self.access.room_id, self.user.username, "leave")
+        self.cleaned = True
+        room_id, user, conn = self.access.room_id, self.user, self.conn
+        channels = hub.detach(self.conn_id, room_id=room_id, user_id=user.id)
+        if conn is not None:
+            tracker.forget(conn)
+        try:
+            async with asyncio.timeout(CLEANUP_TIMEOUT):
+                await hub.unsubscribe(channels)
+                if conn is not None and await tracker.store.leave(conn):
+                    await broadcast_presence(room_id, user.username, "leave")
+        except Exception as exc:
+            # Presence in Redis then expires within CHAT_PRESENCE_TIMEOUT.
+            logger.warning("socket cleanup incomplete: %s: %s", type(exc).__name__, exc)
 
     # --- Client frames ----------------------------------------------------------------
 
@@ -144,6 +220,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.reply(exc.frame())
         except services.ServiceError as exc:
             self.reply(protocol.error_frame(exc.code, exc.detail, getattr(event, "id", None)))
+        except UNAVAILABLE as exc:
+            logger.warning(
+                "frame not handled, storage unavailable: %s: %s", type(exc).__name__, exc
+            )
+            self.reply_failure("unavailable", event, "Storage is unavailable; try again.")
+        except Exception:
+            logger.exception("frame handler failed")
+            self.reply_failure("server_error", event, "The server could not handle this frame.")
+
+    def reply_failure(self, code: protocol.ErrorCode, event, detail: str) -> None:
+        """An error frame naming the message (client_id) or item (id) that failed."""
+        client_id = getattr(event, "client_id", "")
+        if code == "unavailable" and client_id:
+            detail = "Messages cannot be stored right now; yours will be sent again."
+        self.reply(protocol.error_frame(code, detail, getattr(event, "id", None), client_id))
 
     def reply(self, frame: dict) -> None:
         """A frame for this socket only, in order with the room's frames."""
@@ -160,9 +251,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             body=event.message,
             client_id=event.client_id,
         )
-        if created:
+        if not created:  # a retry: only the sender needs its message (again)
+            self.reply(frame)
+            return
+        try:
             await hub.publish(access.room_id, protocol.encode(frame), frame["id"])
-        else:  # a retry: only the sender needs its message (again)
+        except HubUnavailable:
+            # Stored, so not lost: the sender gets it now; the hub publishes
+            # it when Redis is back, and sockets that resync catch up on it.
             self.reply(frame)
 
     async def on_chat_edit(self, event: protocol.ChatEdit):
@@ -179,7 +275,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frame = protocol.typing_frame(
             user=self.user.username, display_name=self.display_name, active=event.active
         )
-        await hub.publish(self.access.room_id, protocol.encode(frame), skip=self.conn_id)
+        with contextlib.suppress(HubUnavailable):  # typing is a hint; never worth an error
+            await hub.publish(self.access.room_id, protocol.encode(frame), skip=self.conn_id)
 
     async def on_history(self, event: protocol.History):
         messages, has_more = await database_sync_to_async(selectors.message_history)(

@@ -20,9 +20,29 @@ process, one queue per socket), no frame after a socket closed (its outbox
 is dropped and stops), and a bounded buffer per slow socket: past
 OUTBOX_LIMIT queued frames the socket is closed (4008) and catches up from
 storage when it reconnects, instead of growing memory or slowing the room.
+
 Redis pub/sub is at-most-once: storage plus catch-up is what guarantees
-delivery. If the subscription connection fails, every local socket is
-closed (1012) so that its client reconnects and catches up.
+delivery. The subscription's life cycle (docs/reliability.md):
+
+    link:          idle -> connecting -> up -> down -> connecting -> ...
+    subscription:  subscribing -> subscribed -> lost -> resubscribing -> subscribed
+                   (subscribing | lost | resubscribing) -> failed -> resubscribing
+
+One supervisor task per process owns the subscription connection: it
+connects, (re)subscribes every channel that has local sockets, starts the
+reader, and PINGs every CHAT_REDIS_KEEPALIVE seconds; no answer for two
+periods counts as a dead link. When the link dies every local socket is
+closed with 4012 (its client reconnects and catches up), every pending
+subscription fails at once (no joiner waits on a dead link), and the
+supervisor reconnects with backoff until Redis answers, then subscribes
+again whatever still has local sockets. A table entry exists exactly while
+its channel has local sockets, so no future outlives a failure.
+
+The subscription has a client of its own, without redis-py's
+health_check_interval and without retries: a health check PINGs and reads
+the reply on the connection the reader is blocked on ("readuntil() called
+while another coroutine is already waiting"), and a silent reconnect would
+resubscribe behind our back with frames lost in the gap.
 """
 
 from __future__ import annotations
@@ -30,10 +50,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from chatrooms import protocol
 from chatrooms.redis import get_redis, key, redis_url, sync_redis
@@ -41,9 +66,15 @@ from chatrooms.redis import get_redis, key, redis_url, sync_redis
 logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 1000  # frames queued for one socket before it counts as too slow
-SUBSCRIBE_TIMEOUT = 5.0
+SUBSCRIBE_TIMEOUT = 5.0  # a join waits at most this long for Redis to confirm
+RETRY_MIN, RETRY_MAX = 0.2, 2.0  # seconds between attempts to reach Redis again
+UNSENT_LIMIT = 10_000  # frames kept for a PUBLISH that failed, sent when Redis is back
 
 Send = Callable[[dict], Awaitable[None]]
+
+
+class HubUnavailable(Exception):
+    """Redis cannot carry this process's frames right now."""
 
 
 class Outbox:
@@ -154,6 +185,75 @@ def _unpack(payload: bytes) -> tuple[int, str, int, str]:
     return int(message_id), skip, int(close), text
 
 
+def _fail(future: asyncio.Future, reason: str) -> None:
+    """Fail a pending future without an "exception never retrieved" warning."""
+    if not future.done():
+        future.set_exception(HubUnavailable(reason))
+        future.exception()
+
+
+# Subscription states (the module docstring draws the machine).
+SUBSCRIBING, SUBSCRIBED, LOST, RESUBSCRIBING, FAILED = (
+    "subscribing",
+    "subscribed",
+    "lost",
+    "resubscribing",
+    "failed",
+)
+
+
+class Subscription:
+    """One Redis channel this process wants: it has local sockets."""
+
+    __slots__ = ("channel", "state", "confirmed", "since")
+
+    def __init__(self, channel: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.channel = channel
+        self.state = SUBSCRIBING
+        self.confirmed: asyncio.Future = loop.create_future()
+        self.since = loop.time()
+
+    def become(self, state: str, loop: asyncio.AbstractEventLoop, reason: str = "") -> None:
+        """Move to `state`; leaving "subscribed" or failing starts a new confirmation."""
+        if state in (LOST, FAILED):
+            _fail(self.confirmed, reason or state)
+        if self.confirmed.done() and state != SUBSCRIBED:
+            self.confirmed = loop.create_future()
+        if state == SUBSCRIBED and not self.confirmed.done():
+            self.confirmed.set_result(None)
+        if state != self.state:
+            self.since = loop.time()
+        self.state = state
+
+
+class _Link:
+    """One subscription connection: its client, its pub/sub and what it owes."""
+
+    __slots__ = ("client", "pubsub", "unconfirmed", "last_seen", "dead")
+
+    def __init__(self, client: aioredis.Redis, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.pubsub = client.pubsub()
+        # SUBSCRIBE commands sent and not yet confirmed, per channel: a channel
+        # is subscribed when the last one sent is confirmed (an UNSUBSCRIBE
+        # and a SUBSCRIBE of the same channel can be in flight together).
+        self.unconfirmed: dict[str, int] = {}
+        self.last_seen = loop.time()
+        self.dead = False
+
+    async def subscribe(self, channels: list[str]) -> None:
+        for channel in channels:
+            self.unconfirmed[channel] = self.unconfirmed.get(channel, 0) + 1
+        await self.pubsub.subscribe(*channels)
+
+    async def close(self) -> None:
+        self.dead = True
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+
 class Hub:
     """The rooms and users of this process, with their local sockets."""
 
@@ -162,57 +262,82 @@ class Hub:
         # Per user: conn id -> the socket's handler of control events (close
         # for a kick, ban, sign-out, deactivation): the per-user group.
         self.users: dict[int, dict[str, Callable[[dict], None]]] = {}
-        self._pubsub = None
-        self._reader: asyncio.Task | None = None
-        self._subscribed: dict[str, asyncio.Future] = {}
-        self._lock: asyncio.Lock | None = None
-        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.link_state = "idle"  # idle | connecting | up | down
+        self.last_error = ""
+        self._link: _Link | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsent: deque[tuple[str, str]] = deque(maxlen=UNSENT_LIMIT)
 
     # --- Local sockets -------------------------------------------------------------
 
     async def join(self, room_id: int, conn_id: str, outbox: Outbox) -> None:
-        """Deliver the room's frames to `outbox` from now on (subscription confirmed)."""
-        local = self.rooms.setdefault(room_id, {})
-        local[conn_id] = outbox
+        """Deliver the room's frames to `outbox` from now on (subscription confirmed).
+
+        Raises HubUnavailable when Redis cannot confirm it; the caller then
+        leaves (the socket is registered either way).
+        """
+        self.rooms.setdefault(room_id, {})[conn_id] = outbox
         if redis_url():
-            await self._subscribe(_channel(room_id))
+            await self._want(_channel(room_id))
 
     async def leave(self, room_id: int, conn_id: str) -> None:
         """Stop delivering to that socket; unsubscribe when the room has none here."""
-        local = self.rooms.get(room_id)
-        if local is None:
-            return
-        outbox = local.pop(conn_id, None)
-        if outbox is not None:
-            outbox.stop()
-        if not local:
-            del self.rooms[room_id]
-            await self._unsubscribe(_channel(room_id))
+        await self.unsubscribe(self.detach(conn_id, room_id=room_id))
 
     async def join_user(self, user_id: int, conn_id: str, handler: Callable[[dict], None]):
         """Hand the user's control events (from any process) to `handler` from now on."""
         self.users.setdefault(user_id, {})[conn_id] = handler
         if redis_url():
-            await self._subscribe(_user_channel(user_id))
+            await self._want(_user_channel(user_id))
 
     async def leave_user(self, user_id: int, conn_id: str) -> None:
-        local = self.users.get(user_id)
-        if local is None:
-            return
-        local.pop(conn_id, None)
-        if not local:
-            del self.users[user_id]
-            await self._unsubscribe(_user_channel(user_id))
+        await self.unsubscribe(self.detach(conn_id, user_id=user_id))
+
+    def detach(self, conn_id: str, *, room_id: int = 0, user_id: int = 0) -> list[str]:
+        """Forget a socket here, at once (no await); returns the channels to unsubscribe.
+
+        Synchronous so that cleanup cannot be cut halfway through: a socket
+        whose cleanup is cancelled or fails later still leaves no trace here.
+        """
+        unwanted = []
+        local = self.rooms.get(room_id) if room_id else None
+        if local is not None:
+            outbox = local.pop(conn_id, None)
+            if outbox is not None:
+                outbox.stop()
+            if not local:
+                del self.rooms[room_id]
+                unwanted.append(_channel(room_id))
+        handlers = self.users.get(user_id) if user_id else None
+        if handlers is not None:
+            handlers.pop(conn_id, None)
+            if not handlers:
+                del self.users[user_id]
+                unwanted.append(_user_channel(user_id))
+        return [channel for channel in unwanted if self._forget(channel)]
 
     def deliver_user(self, user_id: int, event: dict) -> None:
         """Run a control event on every local socket of the user."""
         for handler in list(self.users.get(user_id, {}).values()):
-            handler(event)
+            try:
+                handler(event)
+            except Exception:  # one socket's bug must not starve the others
+                logger.exception("control event handler failed")
 
     def publish_user_sync(self, user_id: int, event: dict) -> None:
-        """A control event for every socket of the user, on every process."""
+        """A control event for every socket of the user, on every process.
+
+        Runs after a commit: a Redis failure is logged, not raised (the write
+        stands). The sockets it misses are closed with 4012 when their
+        process's subscription breaks, and re-checked at the next handshake.
+        """
         if redis_url():
-            sync_redis().publish(_user_channel(user_id), protocol.encode(event))
+            try:
+                sync_redis().publish(_user_channel(user_id), protocol.encode(event))
+            except Exception:
+                logger.warning("control event for user %s not published", user_id, exc_info=True)
         else:
             async_to_sync(self._deliver_user_async)(user_id, event)
 
@@ -243,70 +368,252 @@ class Hub:
     async def publish(
         self, room_id: int, text: str, message_id: int = 0, skip: str = "", close: int = 0
     ) -> None:
-        """Send a ready frame to every socket of the room, on every process."""
-        if redis_url():
-            await get_redis().publish(_channel(room_id), _pack(text, message_id, skip, close))
-        else:
+        """Send a ready frame to every socket of the room, on every process.
+
+        Raises HubUnavailable when Redis refuses it: the frame is then kept
+        and published once Redis answers again (to processes whose sockets
+        did not resync meanwhile), and this process's link is checked.
+        """
+        if not redis_url():
             self.deliver(room_id, text, message_id, skip, close)
+            return
+        item = (_channel(room_id), _pack(text, message_id, skip, close))
+        if self._unsent:
+            self._unsent.append(item)  # after the older ones, in order
+            await self._flush_unsent()
+            if self._unsent:
+                raise HubUnavailable("Redis refused the frame; it will be sent again")
+            return
+        try:
+            await get_redis().publish(*item)
+        except Exception as exc:
+            self._unsent.append(item)
+            self._suspect_link()
+            raise HubUnavailable(f"publish failed: {type(exc).__name__}") from exc
 
     def publish_sync(self, room_id: int, text: str, close: int = 0) -> None:
-        """publish() for synchronous code (services after commit, admin, commands)."""
+        """publish() for synchronous code (services after commit, admin, commands).
+
+        Runs after a commit: a Redis failure is logged, not raised (the write
+        stands, and open rooms get it in their catch-up when they resync).
+        """
         if redis_url():
-            sync_redis().publish(_channel(room_id), _pack(text, 0, "", close))
+            try:
+                sync_redis().publish(_channel(room_id), _pack(text, 0, "", close))
+            except Exception:
+                logger.warning("frame for room %s not published", room_id, exc_info=True)
         else:
             async_to_sync(self.publish)(room_id, text, close=close)
 
+    async def _flush_unsent(self) -> None:
+        """Publish the frames kept from failed PUBLISHes, oldest first; stop at a failure."""
+        client = get_redis()
+        while self._unsent:
+            try:
+                await client.publish(*self._unsent[0])
+            except Exception:
+                return
+            self._unsent.popleft()
+
+    # --- Health --------------------------------------------------------------------
+
+    def problem(self) -> str:
+        """Why this process cannot deliver room frames right now ("" when it can)."""
+        if not redis_url() or not self.subscriptions:
+            return ""
+        if self.link_state == "down":
+            return f"redis subscription down ({self.last_error or 'unreachable'})"
+        loop = self._loop
+        if loop is None:
+            return ""
+        now = loop.time()
+        stuck = [
+            sub.channel
+            for sub in self.subscriptions.values()
+            if sub.state != SUBSCRIBED and now - sub.since > SUBSCRIBE_TIMEOUT
+        ]
+        if stuck:
+            return f"{len(stuck)} subscription(s) unconfirmed for over {SUBSCRIBE_TIMEOUT:g} s"
+        if self._unsent:
+            return f"{len(self._unsent)} frame(s) waiting for Redis"
+        return ""
+
     # --- Redis subscription ------------------------------------------------------------
 
-    async def _unsubscribe(self, channel: str) -> None:
-        if redis_url() and self._pubsub is not None:
-            self._subscribed.pop(channel, None)
-            with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(channel)
+    def _on_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop; a hub moved to another loop (tests) starts afresh."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self.subscriptions = {}
+            self._link = None
+            self._supervisor = None
+            self.link_state = "idle"
+        return loop
 
-    async def _subscribe(self, channel: str) -> None:
-        future = self._subscribed.get(channel)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            future = self._subscribed[channel] = loop.create_future()
-            if self._lock is None or self._lock_loop is not loop:
-                self._lock, self._lock_loop = asyncio.Lock(), loop
-            # One at a time: two first subscriptions at once would each make
-            # a connection, and a reader could start on one not yet subscribed.
-            async with self._lock:
-                reader = self._reader
-                if (
-                    self._pubsub is None
-                    or reader is None
-                    or reader.done()
-                    or (reader.get_loop() is not loop)
-                ):
-                    pubsub = get_redis().pubsub()
-                    await pubsub.subscribe(channel)
-                    self._pubsub = pubsub
-                    self._reader = loop.create_task(self._read(pubsub))
+    async def _want(self, channel: str) -> None:
+        """Subscribe `channel` (if new) and wait for Redis to confirm it."""
+        loop = self._on_loop()
+        sub = self.subscriptions.get(channel)
+        if sub is None:
+            sub = self.subscriptions[channel] = Subscription(channel, loop)
+            link = self._link
+            if self.link_state == "up" and link is not None and not link.dead:
+                try:
+                    await link.subscribe([channel])
+                except Exception as exc:
+                    self._abort(link, exc)
+            self._ensure_supervisor(loop)
+        if sub.state == SUBSCRIBED:
+            return
+        if self.link_state == "down":
+            raise HubUnavailable(f"Redis is unreachable ({self.last_error})")
+        try:
+            await asyncio.wait_for(asyncio.shield(sub.confirmed), SUBSCRIBE_TIMEOUT)
+        except TimeoutError as exc:
+            raise HubUnavailable("Redis did not confirm the subscription in time") from exc
+
+    def _forget(self, channel: str) -> bool:
+        """No local socket needs `channel` any more; True when it was subscribed."""
+        sub = self.subscriptions.pop(channel, None)
+        if sub is None:
+            return False
+        if not sub.confirmed.done():
+            sub.confirmed.cancel()  # nobody waits: every waiter was a local socket
+        return True
+
+    async def unsubscribe(self, channels: list[str]) -> None:
+        """UNSUBSCRIBE channels already forgotten; a failure drops the link (it heals)."""
+        link = self._link
+        if not channels or self.link_state != "up" or link is None or link.dead:
+            return
+        try:
+            await link.pubsub.unsubscribe(*channels)
+        except Exception as exc:
+            self._abort(link, exc)
+
+    def _ensure_supervisor(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = self._supervisor
+        if task is None or task.done():
+            self._supervisor = loop.create_task(self._supervise())
+
+    def _abort(self, link: _Link, exc: BaseException) -> None:
+        """A command on the link failed: drop the connection, the supervisor takes over."""
+        if link.dead:
+            return
+        logger.warning("redis subscription command failed: %r", exc)
+        link.dead = True
+        connection = link.pubsub.connection
+        if connection is not None and connection._writer is not None:
+            connection._writer.transport.abort()  # the reader fails at once
+
+    def _suspect_link(self) -> None:
+        """A PUBLISH failed: PING the link now rather than at the next keep-alive."""
+        link = self._link
+        if link is not None and not link.dead:
+            link.last_seen = -1e9
+
+    def _new_client(self) -> aioredis.Redis:
+        return aioredis.Redis.from_url(
+            redis_url(),
+            health_check_interval=0,  # see the module docstring
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=2,
+            socket_timeout=5,  # for writes; the reader blocks without a timeout
+            socket_keepalive=True,
+            max_connections=1,
+        )
+
+    async def _supervise(self) -> None:
+        """Keep a working subscription while any channel is wanted (see module docstring)."""
+        loop = asyncio.get_running_loop()
+        delay = RETRY_MIN
+        while self.subscriptions and self._loop is loop:
+            link = _Link(self._new_client(), loop)
+            reader = None
+            try:
+                self.link_state = "connecting"
+                await self._resubscribe(link, loop)
+                self._link = link
+                self.link_state = "up"
+                # Joins between our snapshot and "up" sent nothing: send them now.
+                late = [c for c in self.subscriptions if c not in link.unconfirmed]
+                if late:
+                    await link.subscribe(late)
+                reader = loop.create_task(self._read(link))
+                await self._keep_alive(link, reader, loop)
+                delay = RETRY_MIN
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"[:200]
+                was_up = self._link is link
+                self.link_state = "down"
+                if was_up:
+                    logger.error("room subscription lost (%s); clients resync", self.last_error)
+                    self._lost()
                 else:
-                    await self._pubsub.subscribe(channel)
-        await asyncio.wait_for(asyncio.shield(future), SUBSCRIBE_TIMEOUT)
+                    logger.warning("cannot reach Redis for subscriptions: %s", self.last_error)
+                    self._failed()
+            finally:
+                if self._link is link:
+                    self._link = None
+                if reader is not None:
+                    reader.cancel()
+                await link.close()
+            if self.link_state == "down" and self.subscriptions:
+                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
+                delay = min(delay * 2, RETRY_MAX)
+        if self._loop is loop and self._link is None:
+            self.link_state = "idle"
 
-    async def _read(self, pubsub) -> None:
+    async def _resubscribe(self, link: _Link, loop: asyncio.AbstractEventLoop) -> None:
+        channels = list(self.subscriptions)
+        for sub in self.subscriptions.values():
+            sub.become(SUBSCRIBING if sub.state == SUBSCRIBING else RESUBSCRIBING, loop)
+        await link.subscribe(channels)
+
+    async def _keep_alive(self, link: _Link, reader: asyncio.Task, loop) -> None:
+        """PING every period; return when nothing is wanted, raise when the link died."""
+        period = float(settings.CHAT_REDIS_KEEPALIVE)
+        while True:
+            done, _ = await asyncio.wait({reader}, timeout=min(period, 1.0))
+            if done:
+                reader.result()  # raises what killed the reader
+                raise ConnectionError("subscription reader stopped")
+            if link.dead:
+                raise ConnectionError("subscription connection aborted")
+            if not self.subscriptions and not self.rooms and not self.users:
+                return  # idle: no socket here; the next join connects again
+            if self._unsent:
+                await self._flush_unsent()
+            silent = loop.time() - link.last_seen
+            if silent > 2 * period:
+                raise ConnectionError(f"no answer from Redis for {silent:.0f} s")
+            if silent >= period:
+                await link.pubsub.ping()  # the answer reaches the reader as a "pong"
+
+    async def _read(self, link: _Link) -> None:
+        pubsub = link.pubsub
+        loop = asyncio.get_running_loop()
         room_prefix = key("room", "").encode()
         user_prefix = key("user", "").encode()
         prefix_len = len(room_prefix)
         count = 0
-        try:
-            while True:
-                message = await pubsub.get_message(timeout=None)
-                if message is None:
-                    continue
-                count += 1
-                if count % 64 == 0:
-                    # Buffered messages are read without a pause: let the
-                    # writers drain the outboxes now and then.
-                    await asyncio.sleep(0)
-                kind = message["type"]
-                channel = message["channel"]
+        while True:
+            message = await pubsub.get_message(timeout=None)
+            link.last_seen = loop.time()
+            if message is None:
+                continue
+            count += 1
+            if count % 64 == 0:
+                # Buffered messages are read without a pause: let the
+                # writers drain the outboxes now and then.
+                await asyncio.sleep(0)
+            kind = message["type"]
+            try:
                 if kind == "message":
+                    channel = message["channel"]
                     if channel.startswith(room_prefix):
                         message_id, skip, close, text = _unpack(message["data"])
                         self.deliver(int(channel[prefix_len:]), text, message_id, skip, close)
@@ -315,41 +622,48 @@ class Hub:
                             int(channel[len(user_prefix) :]), protocol.decode_json(message["data"])
                         )
                 elif kind == "subscribe":
-                    future = self._subscribed.get(channel.decode())
-                    if future is None:
-                        continue
-                    if not future.done():
-                        future.set_result(None)
-                    elif channel.startswith(room_prefix):
-                        # redis-py reconnected and subscribed again by itself:
-                        # frames published in the gap are lost.
-                        self._resync(int(channel[prefix_len:]))
-                    else:  # a kick or ban may have been lost: check again on reconnect
-                        self.deliver_user(int(channel[len(user_prefix) :]), {"resync": True})
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("room subscription lost; closing local sockets to resync")
-            self._fail_all()
+                    self._confirmed(link, message["channel"].decode(), loop)
+            except Exception:  # a bad payload or a handler's bug: not the link's fault
+                logger.exception("cannot deliver a %s from Redis", kind)
 
-    def _resync(self, room_id: int) -> None:
-        """Frames of the room may have been missed: its clients reconnect and catch up."""
-        logger.warning("room %s subscription was re-established; resyncing sockets", room_id)
-        for outbox in self.rooms.get(room_id, {}).values():
-            outbox.close(protocol.CLOSE_RESTART)
+    def _confirmed(self, link: _Link, channel: str, loop) -> None:
+        left = link.unconfirmed.get(channel, 0) - 1
+        if left > 0:
+            link.unconfirmed[channel] = left
+            return
+        link.unconfirmed.pop(channel, None)
+        sub = self.subscriptions.get(channel)
+        if sub is not None:
+            sub.become(SUBSCRIBED, loop)
 
-    def _fail_all(self) -> None:
-        """Frames may have been missed: every local client reconnects and catches up."""
-        self._pubsub = None
-        for future in self._subscribed.values():
-            if not future.done():
-                future.set_exception(ConnectionError("room subscription lost"))
-        self._subscribed.clear()
+    def _lost(self) -> None:
+        """The link died: frames may have been missed; every local client resyncs."""
+        loop = self._loop
+        for sub in self.subscriptions.values():
+            sub.become(LOST, loop, "room subscription lost")
         for local in self.rooms.values():
             for outbox in local.values():
                 outbox.close(protocol.CLOSE_RESTART)
         for user_id in list(self.users):
+            # A kick or ban may have been lost: the handshake checks again.
             self.deliver_user(user_id, {"resync": True})
+
+    def _failed(self) -> None:
+        """Redis is unreachable: no join waits for it; they fail now and retry."""
+        loop = self._loop
+        for sub in self.subscriptions.values():
+            sub.become(FAILED, loop, "Redis is unreachable")
+
+    async def close(self) -> None:
+        """Stop the supervisor and drop the link (tests, shutdown)."""
+        task = self._supervisor
+        self._supervisor = None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.subscriptions = {}
+        self.link_state = "idle"
 
 
 hub = Hub()

@@ -232,8 +232,12 @@ class Tracker:
 
     async def leave(self, conn: Conn) -> bool:
         """Forget a socket; True when its user just went offline in the room."""
-        self.conns.pop(conn.conn_id, None)
+        self.forget(conn)
         return await self.store.leave(conn)
+
+    def forget(self, conn: Conn) -> None:
+        """Stop refreshing the socket (at once: cleanup must not be cut halfway)."""
+        self.conns.pop(conn.conn_id, None)
 
     async def online(self, room_id: int) -> list[str]:
         return await self.store.online(room_id)

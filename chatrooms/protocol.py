@@ -27,6 +27,8 @@ CLOSE_TOO_BIG = 1009
 CLOSE_RESTART = 4012  # the server lost frames in transit: reconnect and catch up
 CLOSE_TOO_SLOW = 4008  # the client fell too far behind: reconnect and catch up
 CLOSE_POLICY = 4403  # after a `closed` frame: do not reconnect
+CLOSE_TRY_AGAIN = 1013  # storage or Redis is unreachable right now: reconnect later
+CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: reconnect later
 
 ErrorCode = Literal[
     "bad_json",
@@ -37,8 +39,19 @@ ErrorCode = Literal[
     "rate_limited",
     "forbidden",
     "not_found",
+    "unavailable",
+    "server_error",
 ]
-CloseReason = Literal["kicked", "banned", "deactivated", "archived", "signed_out", "left"]
+CloseReason = Literal[
+    "kicked",
+    "banned",
+    "deactivated",
+    "archived",
+    "signed_out",
+    "left",
+    "password_changed",
+    "session_expired",
+]
 
 # C0 controls other than tab, newline and carriage return, and unpaired
 # surrogates (a JSON "\ud800" escape decodes to one): PostgreSQL cannot
@@ -288,11 +301,15 @@ def history_frame(*, messages: list[dict], has_more: bool) -> dict[str, Any]:
     return {"type": "history", "messages": messages, "has_more": has_more}
 
 
-def error_frame(code: ErrorCode, detail: str, message_id: int | None = None) -> dict[str, Any]:
-    """What was wrong with the client's frame."""
+def error_frame(
+    code: ErrorCode, detail: str, message_id: int | None = None, client_id: str = ""
+) -> dict[str, Any]:
+    """What was wrong with the client's frame (`client_id`: the chat.message's)."""
     frame: dict[str, Any] = {"type": "error", "code": code, "detail": detail}
     if message_id is not None:
         frame["id"] = message_id
+    if client_id:
+        frame["client_id"] = client_id
     return frame
 
 

@@ -7,13 +7,17 @@ script call; without it, this process keeps it in memory.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections import deque
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from chatrooms.redis import get_redis, key, redis_url
+
+logger = logging.getLogger(__name__)
 
 _SLIDING_WINDOW = """
 local now = tonumber(ARGV[1])
@@ -39,17 +43,21 @@ async def message_allowed(*, user_id: int, room_id: int) -> bool:
     count, window = limit
     now = time.time()
     if redis_url():
-        client = get_redis()
-        allowed = await client.eval(
-            _SLIDING_WINDOW,
-            1,
-            key("rl", room_id, user_id),
-            now,
-            window,
-            count,
-            f"{now}:{uuid.uuid4().hex[:8]}",
-        )
-        return bool(allowed)
+        try:
+            allowed = await get_redis().eval(
+                _SLIDING_WINDOW,
+                1,
+                key("rl", room_id, user_id),
+                now,
+                window,
+                count,
+                f"{now}:{uuid.uuid4().hex[:8]}",
+            )
+            return bool(allowed)
+        except (RedisError, OSError):
+            # Redis is down: limit by this process's count rather than
+            # refuse every message (storage still takes them).
+            logger.warning("rate limit falls back to this process: Redis unreachable")
     return _local_allowed((user_id, room_id), now, count, window)
 
 

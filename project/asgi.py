@@ -2,8 +2,8 @@
 
 browser -> ProtocolTypeRouter
   http      -> Django (allauth, lobby, room pages, admin, /healthz)
-  websocket -> AllowedHostsOriginValidator -> AuthMiddlewareStack
-               -> URLRouter(chatrooms.routing) -> ChatConsumer
+  websocket -> AllowedHostsOriginValidator -> HandshakeGuard
+               -> AuthMiddlewareStack -> URLRouter(chatrooms.routing) -> ChatConsumer
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatrooms.middleware import HandshakeGuard  # noqa: E402
 from chatrooms.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -56,7 +57,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            HandshakeGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -118,6 +118,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before SessionMiddleware: it acts once the session is saved.
+    "chatrooms.sessions.PasswordChangeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -170,8 +172,14 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": 1,
             "max_size": env_int("DATABASE_POOL_MAX", 20, minimum=1),
-            "timeout": 10,
+            # How long a request or socket waits for a connection. Short, so
+            # that while the database is unreachable a handshake or a message
+            # fails fast (socket close 1013, error `unavailable`) instead of
+            # hanging: a healthy pool hands one out in well under a second.
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1),
         }
+        # A connection attempt to an unreachable host gives up as fast.
+        DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 2)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -351,3 +359,10 @@ CHAT_RATE_LIMIT = parse_rate(env_str("CHAT_RATE_LIMIT", "20/10s"))
 CHAT_HISTORY_PAGE = env_int("CHAT_HISTORY_PAGE", 50, minimum=1)
 CHAT_CATCHUP_LIMIT = env_int("CHAT_CATCHUP_LIMIT", 500, minimum=1)
 CHAT_PRESENCE_TIMEOUT = env_int("CHAT_PRESENCE_TIMEOUT", 30, minimum=5)
+# Seconds between two checks of the sessions of open sockets: a socket whose
+# session expired, was deleted or lost its password is closed within this
+# (plus one check) (chatrooms/sessions.py).
+CHAT_SESSION_CHECK_SECONDS = env_int("CHAT_SESSION_CHECK_SECONDS", 60, minimum=1)
+# Seconds of silence on the Redis subscription before it is PINGed; no answer
+# for twice as long and the link counts as dead (chatrooms/hub.py).
+CHAT_REDIS_KEEPALIVE = env_int("CHAT_REDIS_KEEPALIVE", 15, minimum=1)

@@ -146,7 +146,7 @@ async def test_two_processes_share_room_frames_through_redis(settings, redis_url
     await asyncio.sleep(0.1)
     assert 7 not in first.rooms and 7 not in second.rooms
     for hub in (first, second):
-        hub._reader.cancel()
+        await hub.close()
 
 
 @pytest.mark.redis
@@ -161,14 +161,14 @@ async def test_a_lost_subscription_makes_clients_resync(settings, redis_url):
     box.release("hello", 0)
     # Cut this hub's subscription connection as a network blip or a Redis
     # restart would (only that connection: the Redis server is shared).
-    host, port = hub._pubsub.connection._writer.get_extra_info("sockname")[:2]
+    host, port = hub._link.pubsub.connection._writer.get_extra_info("sockname")[:2]
     await get_redis().execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
     for _ in range(100):
         if socket.sent and socket.sent[-1]["type"] == "websocket.close":
             break
         await asyncio.sleep(0.05)
     assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_RESTART}
-    hub._reader.cancel()
+    await hub.close()
 
 
 @pytest.mark.redis
@@ -187,4 +187,4 @@ async def test_many_first_subscriptions_at_once_share_one_working_reader(setting
             break
         await asyncio.sleep(0.05)
     assert [s.texts for s in sockets] == [["hello", f"for room {100 + n}"] for n in range(40)]
-    hub._reader.cancel()
+    await hub.close()
