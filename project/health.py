@@ -10,6 +10,8 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
 
+from chatrooms.hub import hub
+
 CHECK_TIMEOUT = 3.0  # seconds; a hung dependency must not hang the probe
 
 
@@ -41,11 +43,16 @@ async def _check(coro) -> str:
 
 
 async def healthz(request):
-    """200 with {"database": "ok", "channel_layer": "ok"}, else 503 naming the failure."""
+    """200 with every check "ok", else 503 naming the failure.
+
+    `subscriptions`: this process's Redis subscription carries its rooms'
+    frames (chatrooms/hub.py); "error: ..." while it is down or a room's
+    subscription is unconfirmed past its timeout.
+    """
     database = await _check(sync_to_async(_database_ok)())
     channel_layer = await _check(_channel_layer_ok())
-    ok = database == "ok" and channel_layer == "ok"
-    return JsonResponse(
-        {"status": "ok" if ok else "error", "database": database, "channel_layer": channel_layer},
-        status=200 if ok else 503,
-    )
+    problem = hub.problem()
+    subscriptions = f"error: {problem}" if problem else "ok"
+    checks = {"database": database, "channel_layer": channel_layer, "subscriptions": subscriptions}
+    ok = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ok else "error", **checks}, status=200 if ok else 503)

@@ -13,7 +13,12 @@ pytestmark = pytest.mark.django_db
 def test_healthz_ok_on_the_configured_layer(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "channel_layer": "ok",
+        "subscriptions": "ok",
+    }
 
 
 def test_healthz_ok_on_a_real_redis_layer(client, settings, redis_url):
@@ -54,3 +59,13 @@ def test_healthz_needs_no_sign_in_and_is_exempt_from_ssl_redirect(client, settin
     settings.SECURE_SSL_REDIRECT = True
     assert client.get("/healthz").status_code == 200
     assert client.get("/accounts/login/").status_code == 301
+
+
+def test_healthz_503_while_a_room_subscription_is_broken(client, monkeypatch):
+    from chatrooms.hub import hub
+
+    monkeypatch.setattr(hub, "problem", lambda: "redis subscription down (ConnectionError)")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["subscriptions"] == "error: redis subscription down (ConnectionError)"
+    assert response.json()["database"] == "ok"
