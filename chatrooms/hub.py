@@ -419,7 +419,11 @@ class Hub:
 
     def problem(self) -> str:
         """Why this process cannot deliver room frames right now ("" when it can)."""
-        if not redis_url() or not self.subscriptions:
+        if not redis_url():
+            return ""
+        if self._unsent:
+            return f"{len(self._unsent)} frame(s) waiting for Redis"
+        if not self.subscriptions:
             return ""
         if self.link_state == "down":
             return f"redis subscription down ({self.last_error or 'unreachable'})"
@@ -434,8 +438,6 @@ class Hub:
         ]
         if stuck:
             return f"{len(stuck)} subscription(s) unconfirmed for over {SUBSCRIBE_TIMEOUT:g} s"
-        if self._unsent:
-            return f"{len(self._unsent)} frame(s) waiting for Redis"
         return ""
 
     # --- Redis subscription ------------------------------------------------------------
