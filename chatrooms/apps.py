@@ -6,8 +6,15 @@ class ChatroomsConfig(AppConfig):
     verbose_name = "Chat rooms"
 
     def ready(self) -> None:
+        from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_out
+        from django.db.models.signals import post_save, pre_save
 
         from chatrooms import receivers
 
         user_logged_out.connect(receivers.close_sockets_on_sign_out, dispatch_uid="chat-sign-out")
+        user = get_user_model()
+        pre_save.connect(receivers.note_password_change, sender=user, dispatch_uid="chat-pw-note")
+        post_save.connect(
+            receivers.close_sockets_on_password_change, sender=user, dispatch_uid="chat-pw-close"
+        )

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import Error as DatabaseError
 from redis.exceptions import RedisError
 
-from chatrooms import protocol, selectors, services
+from chatrooms import protocol, selectors, services, sessions
 from chatrooms.hub import HubUnavailable, Outbox, hub
 from chatrooms.presence import Conn, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
@@ -89,11 +89,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close_after_accept(protocol.CLOSE_SERVER_ERROR)
 
     async def close_after_accept(self, code: int) -> None:
-        # Hello is not out yet, so the outbox's writer has not started:
-        # closing directly cannot race it.
-        if not self.accepted:
-            await self.accept()
-        await self.close(code)
+        outbox = self.outbox
+        if outbox is not None and outbox.held is None and outbox.task is not None:
+            # Hello is out: close after what is queued, by the socket's writer.
+            outbox.close(code)
+            await asyncio.wait({outbox.task}, timeout=CLEANUP_TIMEOUT)
+        else:  # the writer has not started: closing directly cannot race it
+            if not self.accepted:
+                await self.accept()
+            await self.close(code)
         await self.cleanup()
 
     accepted = False
@@ -116,6 +120,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conn_id = uuid.uuid4().hex
         session = self.scope.get("session")
         self.session_key = (session.session_key if session is not None else "") or ""
+        sessions.watch(
+            conn_id=self.conn_id,
+            user_id=user.id,
+            session_key=self.session_key,
+            handler=self.on_control,
+        )
         self.display_name = user.display_name or user.username
         self.budget = FrameBudget()
         await self.accept()
@@ -182,6 +192,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.cleaned = True
         room_id, user, conn = self.access.room_id, self.user, self.conn
         channels = hub.detach(self.conn_id, room_id=room_id, user_id=user.id)
+        sessions.unwatch(self.conn_id)
         if conn is not None:
             tracker.forget(conn)
         try:
@@ -300,6 +311,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """Close this socket for good: kicked, banned, deactivated, signed out, left."""
         if event.get("resync"):  # an event may have been lost: re-check at the handshake
             self.outbox.close(protocol.CLOSE_RESTART)
+            return
+        if event.get("rekey"):  # this session lives on under a new key (password change)
+            if event["session"] == self.session_key:
+                self.session_key = event["rekey"]
+                sessions.rekey(self.conn_id, self.session_key)
+            return
+        if event.get("except_session") and event["except_session"] == self.session_key:
+            sessions.hold(self.conn_id)  # the session that changed the password: kept
             return
         if event.get("session") and event["session"] != self.session_key:
             return  # another browser of the same user signed out

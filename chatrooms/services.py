@@ -46,15 +46,30 @@ def broadcast_on_commit(room_id: int, frame: dict[str, Any]) -> None:
 
 
 def user_sockets_close(
-    *, user_id: int, reason: protocol.CloseReason, session_key: str = "", room_id: int = 0
+    *,
+    user_id: int,
+    reason: protocol.CloseReason,
+    session_key: str = "",
+    room_id: int = 0,
+    except_session: str = "",
 ) -> None:
     """Close the user's open sockets on every process, after the transaction commits.
 
     With `session_key`, only the sockets opened with that session (sign-out
     ends one browser's session, not the user's other devices); with
-    `room_id`, only the sockets in that room (kick, ban, leave).
+    `room_id`, only the sockets in that room (kick, ban, leave); with
+    `except_session`, all but that session's, which stay open and wait to be
+    re-keyed or closed by session (a password change: chatrooms/sessions.py).
     """
     event = {"reason": reason, "session": session_key, "room": room_id}
+    if except_session:
+        event["except_session"] = except_session
+    transaction.on_commit(lambda: hub.publish_user_sync(user_id, event))
+
+
+def user_sockets_rekey(*, user_id: int, session_key: str, new_session_key: str) -> None:
+    """Tell the sockets of a session that it lives on under a new key, on every process."""
+    event = {"session": session_key, "rekey": new_session_key}
     transaction.on_commit(lambda: hub.publish_user_sync(user_id, event))
 
 
@@ -502,6 +517,23 @@ def user_set_active(*, user, active: bool) -> None:
     if not active:
         _user_sessions_end(user_id=user.id)
         user_sockets_close(user_id=user.id, reason="deactivated")
+
+
+def user_password_changing(*, user) -> bool:
+    """Whether saving `user` now stores another password hash than the database holds."""
+    password = user.__dict__.get("password")  # a deferred password is not being saved
+    if user.pk is None or password is None:
+        return False
+    stored = type(user).objects.filter(pk=user.pk).values_list("password", flat=True).first()
+    return stored is not None and stored != password
+
+
+def user_password_changed(*, user_id: int, keep_session: str = "") -> None:
+    """Close the sockets a new password ends: all of the user's but `keep_session`'s."""
+    # Django refuses every session whose auth hash predates the new password;
+    # `keep_session` made the change, and chatrooms/sessions.py settles its
+    # sockets once it is known whether it stayed signed in.
+    user_sockets_close(user_id=user_id, reason="password_changed", except_session=keep_session)
 
 
 def _user_sessions_end(*, user_id: int) -> None:
