@@ -1300,6 +1300,11 @@ def parse_args(argv=None):
         help=f"configurations, comma-separated: {','.join(CONFIGS)}",
     )
     parser.add_argument(
+        "--ramp-seconds",
+        type=float,
+        help="length of each ramp step (default 2.5 s; use 8 or more to see a growing backlog)",
+    )
+    parser.add_argument(
         "--no-docs", action="store_true", help="do not write docs/performance.md and .png"
     )
     parser.add_argument(
@@ -1332,6 +1337,8 @@ def main(argv=None) -> int:
             log("wrote docs/performance.md and docs/performance.png")
         return 0
     p = QUICK if args.quick else Params()
+    if args.ramp_seconds:
+        p = dataclasses.replace(p, ramp_s=args.ramp_seconds)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
     if soft < want:
