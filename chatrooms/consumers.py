@@ -242,6 +242,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def reply_failure(self, code: protocol.ErrorCode, event, detail: str) -> None:
         """An error frame naming the message (client_id) or item (id) that failed."""
+        if code == "unavailable" and getattr(event, "type", "") == "read":
+            return  # `read` gets no reply; the client reports its marker again later
         client_id = getattr(event, "client_id", "")
         if code == "unavailable" and client_id:
             detail = "Messages cannot be stored right now; yours will be sent again."

@@ -38,6 +38,7 @@
     counter: $("chat-counter"),
     online: $("chat-online"),
     onlineCount: $("chat-online-count"),
+    outbox: null, // made by makeOutboxStatus()
   };
   if (!ui.log || !ui.form || !ui.input || !ui.send) return;
 
@@ -52,6 +53,9 @@
   const TYPING_IDLE_MS = 4000;
   const TYPING_TTL_MS = 6000;
   const READ_DEBOUNCE_MS = 1000;
+  const SEND_TIMEOUT_MS = 10000; // no echo and no error by then: hold it and retry
+  const RETRY_MIN_MS = 1000;
+  const RETRY_MAX_MS = 15000;
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 30000;
   const BOTTOM_SLACK_PX = 40;
@@ -67,6 +71,13 @@
     bad_frame: "The server could not understand that request.",
     bad_json: "The server could not understand that request.",
     unknown_type: "The server could not understand that request.",
+  };
+  // Why the outbox holds messages back, for its status line.
+  const HOLD_TEXT = {
+    unavailable: "Can't store messages right now",
+    timeout: "No answer from the server",
+    rate_limited: "Too many messages at once",
+    server_error: "The server failed to take a message",
   };
   const CLOSED_TEXT = {
     kicked: "You have been removed from this room.",
@@ -93,6 +104,7 @@
   const recs = new Map(); // message id -> record
   let order = []; // loaded message ids, ascending
   const deletedIds = new Set();
+  const deleting = new Set(); // ids of chat.delete frames sent and not answered yet
   let maxSeenId = 0;
   let minSeenId = 0;
   let hasMore = false;
@@ -116,8 +128,14 @@
   let lastFrameAt = 0;
   let connState = "connecting";
 
-  let pendingSend = null; // {clientId, text}: sent, not yet echoed
-  let restored = null; // a send whose text was put back into the composer
+  // Own messages sent and not echoed yet, oldest first: see "the outbox".
+  let outbox = [];
+  let retryTimer = null;
+  let retryCountdown = null;
+  let retryDue = 0;
+  let retryAttempt = 0;
+  let holdReason = ""; // a HOLD_TEXT key
+  let restored = null; // an outbox entry whose text was put back into the composer
   let clientSeq = 0;
   let overLimit = false;
   let refocusInput = false;
@@ -423,6 +441,7 @@
     if (!minSeenId || id < minSeenId) minSeenId = id;
     const user = typeof m.user === "string" ? m.user : "";
     rememberName(user, m.display_name);
+    if (user === me && typeof m.client_id === "string" && m.client_id) settleEntry(m.client_id);
     if (deletedIds.has(id)) return false;
 
     const existing = recs.get(id);
@@ -465,7 +484,7 @@
       const next = recs.get(nextId);
       ui.log.insertBefore(rec.el, next.dayEl || next.el);
     } else {
-      ui.log.appendChild(rec.el);
+      ui.log.insertBefore(rec.el, firstHeldEl()); // held messages stay last
     }
     return true;
   }
@@ -485,6 +504,7 @@
     const id = toId(f.id);
     if (!id) return;
     deletedIds.add(id);
+    deleting.delete(id);
     const rec = recs.get(id);
     if (!rec) return;
     const hadFocus = rec.el.contains(document.activeElement);
@@ -520,7 +540,7 @@
     order = [];
     dividerEl = null;
     Array.from(ui.log.children).forEach((child) => {
-      if (child !== ui.beginning) child.remove();
+      if (child !== ui.beginning && !child.classList.contains("chat-msg--pending")) child.remove();
     });
   }
 
@@ -727,6 +747,8 @@
     if (!window.confirm("Delete this message? This cannot be undone.")) return;
     if (!send({ type: "chat.delete", id: rec.id })) {
       showError("You are offline. The message was not deleted.");
+    } else {
+      deleting.add(rec.id);
     }
   }
 
@@ -754,6 +776,11 @@
   function canReportRead() {
     if (!ready || document.visibilityState !== "visible" || !order.length) return false;
     return order[order.length - 1] > lastReadSent && newestVisible();
+  }
+
+  /* The read marker could not be stored: report it again later, quietly. */
+  function readNotStored(id) {
+    if (lastReadSent === id) lastReadSent = 0; // the server moves it forward only
   }
 
   function maybeReportRead() {
@@ -934,9 +961,16 @@
       return;
     }
     if (!ready) return;
-    const clientId = newClientId();
-    if (!send({ type: "chat.message", message: text, client_id: clientId })) return;
-    pendingSend = { clientId: clientId, text: raw };
+    const entry = newEntry(text, raw);
+    if (heldCount()) {
+      // Behind the messages not sent yet, so that they all go in order.
+      outbox.push(entry);
+      holdEntry(entry, "");
+      flushOutbox();
+    } else {
+      if (!sendEntry(entry)) return;
+      outbox.push(entry);
+    }
     restored = null;
     ui.input.value = "";
     autosize();
@@ -949,6 +983,236 @@
       relayout();
     }
     if (errorAlert) clearError();
+  }
+
+  // ------------------------------------------------------------ the outbox
+
+  /*
+   * Own messages sent and not echoed yet, oldest first: {clientId, text,
+   * raw, sent, timer, el, noteEl}. `sent`: a frame of it is out on the
+   * current socket. `el`: it is held, shown at the end of the log as "Not
+   * sent yet", because the server could not store it (error
+   * "unavailable"), no answer came within SEND_TIMEOUT_MS, or the socket
+   * closed first. Held messages are sent again one at a time, in order, with
+   * their own client_id (the server stores a client_id once), after a
+   * backoff while the socket is open and at once after a hello; new sends
+   * queue behind them. An entry leaves the outbox when its echo arrives (live,
+   * in a hello or in history), or when the server refuses it for good.
+   */
+
+  function makeOutboxStatus() {
+    // Not role="status": the connection badge is the page's one status. A
+    // polite live region, empty (and taking no room) while nothing is held.
+    const box = el("div", "chat-outbox small px-3 pb-1");
+    box.id = "chat-outbox";
+    box.setAttribute("aria-live", "polite");
+    box.setAttribute("aria-atomic", "true");
+    ui.form.parentNode.insertBefore(box, ui.alerts || ui.form);
+    return box;
+  }
+
+  function newEntry(text, raw) {
+    return {
+      clientId: newClientId(),
+      text: text,
+      raw: raw,
+      sent: false,
+      timer: null,
+      el: null,
+      noteEl: null,
+    };
+  }
+
+  function findEntry(clientId) {
+    return outbox.find((e) => e.clientId === clientId) || null;
+  }
+
+  function heldCount() {
+    return outbox.filter((e) => e.el).length;
+  }
+
+  function firstHeldEl() {
+    const first = outbox.find((e) => e.el);
+    return first ? first.el : null;
+  }
+
+  function heldInFlight() {
+    return outbox.find((e) => e.el && e.sent) || null;
+  }
+
+  function lastSent() {
+    for (let i = outbox.length - 1; i >= 0; i -= 1) {
+      if (outbox[i].sent && !outbox[i].el) return outbox[i];
+    }
+    return null;
+  }
+
+  function sendEntry(entry) {
+    if (!send({ type: "chat.message", message: entry.text, client_id: entry.clientId })) return false;
+    entry.sent = true;
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => sendTimedOut(entry), SEND_TIMEOUT_MS);
+    return true;
+  }
+
+  function sendTimedOut(entry) {
+    entry.timer = null;
+    if (ready && entry.sent && outbox.includes(entry)) holdEntry(entry, "timeout");
+  }
+
+  /* Not stored (or not known to be): show it as not sent yet, and retry. */
+  function holdEntry(entry, reason) {
+    clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.sent = false;
+    if (reason) holdReason = reason;
+    if (!entry.el) showPending(entry);
+    else renderPending(entry);
+    if (ready && !retryTimer && !heldInFlight()) scheduleRetry();
+    renderOutboxStatus();
+  }
+
+  function showPending(entry) {
+    const art = el("article", "chat-msg chat-msg--own chat-msg--pending");
+    art.dataset.clientId = entry.clientId;
+    const head = el("div", "chat-msg-head");
+    entry.noteEl = el("span", "chat-msg-time chat-msg-pending-note");
+    const author = el("span", "chat-msg-author", displayName(me));
+    head.append(author, document.createTextNode(" "), entry.noteEl);
+    const body = el("div", "chat-msg-body fst-italic");
+    body.appendChild(el("span", "chat-msg-text", entry.text));
+    art.append(head, body);
+    entry.el = art;
+    // In outbox order, after every stored message.
+    const later = outbox.slice(outbox.indexOf(entry) + 1).find((e) => e.el);
+    ui.log.insertBefore(art, later ? later.el : null);
+    renderPending(entry);
+    keepBottomIfStuck();
+  }
+
+  function renderPending(entry) {
+    const label = stopped ? "Not sent" : "Not sent yet";
+    if (entry.noteEl.textContent !== label) entry.noteEl.textContent = label;
+    entry.el.setAttribute("aria-label", displayName(me) + ", " + label.toLowerCase());
+  }
+
+  function removeEntry(entry) {
+    const idx = outbox.indexOf(entry);
+    if (idx >= 0) outbox.splice(idx, 1);
+    clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.sent = false;
+    if (entry.el) entry.el.remove();
+    entry.el = null;
+    if (!heldCount()) {
+      clearRetry();
+      retryAttempt = 0;
+      holdReason = "";
+    }
+  }
+
+  /* Its echo arrived: it is stored. Returns the entry, or null. */
+  function settleEntry(clientId) {
+    const entry = findEntry(clientId);
+    if (!entry) return null;
+    removeEntry(entry);
+    if (heldCount()) {
+      // Storing works again: the next held message goes now.
+      retryAttempt = 0;
+      clearRetry();
+      flushOutbox();
+    }
+    renderOutboxStatus();
+    return entry;
+  }
+
+  /* Refused for good (too long, empty…): its text goes back to the composer. */
+  function giveBack(entry) {
+    removeEntry(entry);
+    if (!ui.input.value.trim()) {
+      ui.input.value = entry.raw;
+      autosize();
+      updateCounter();
+      restored = entry;
+    }
+    flushOutbox();
+    renderOutboxStatus();
+  }
+
+  /*
+   * "unavailable" (not stored) or "server_error" (maybe stored) about the
+   * chat.message named by client_id: hold it; resending it is safe. True if
+   * it was one of ours.
+   */
+  function holdUnstored(f, code) {
+    const cid = typeof f.client_id === "string" ? f.client_id : "";
+    let entry = cid ? findEntry(cid) : null;
+    if (!cid && code === "unavailable") entry = outbox.find((e) => e.sent) || null;
+    if (entry) holdEntry(entry, code);
+    return !!entry;
+  }
+
+  /* The socket is gone: what was out on it may or may not be stored. */
+  function holdSentEntries() {
+    clearRetry();
+    outbox.filter((e) => e.sent).forEach((entry) => holdEntry(entry, ""));
+    renderOutboxStatus();
+  }
+
+  function scheduleRetry() {
+    clearRetry();
+    const cap = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * Math.pow(2, retryAttempt));
+    retryAttempt += 1;
+    const wait = cap * (0.8 + Math.random() * 0.2);
+    retryDue = Date.now() + wait;
+    retryTimer = setTimeout(retryNow, wait);
+    retryCountdown = setInterval(renderOutboxStatus, 1000);
+    renderOutboxStatus();
+  }
+
+  function clearRetry() {
+    clearTimeout(retryTimer);
+    clearInterval(retryCountdown);
+    retryTimer = null;
+    retryCountdown = null;
+  }
+
+  function retryNow() {
+    clearRetry();
+    flushOutbox();
+    renderOutboxStatus();
+  }
+
+  /* Send the oldest held message, unless one is out already or a retry is due. */
+  function flushOutbox() {
+    if (!ready || stopped || retryTimer || heldInFlight()) return;
+    const head = outbox.find((e) => e.el);
+    if (head) sendEntry(head);
+    renderOutboxStatus();
+  }
+
+  function renderOutboxStatus() {
+    const box = ui.outbox;
+    if (!box) return;
+    const n = heldCount();
+    const why = HOLD_TEXT[holdReason];
+    let text = "";
+    if (!n) {
+      text = "";
+    } else if (stopped) {
+      text = n === 1 ? "1 message was not sent." : n + " messages were not sent.";
+    } else if (!ready) {
+      text =
+        n === 1
+          ? "1 message not sent yet; it goes when the connection is back."
+          : n + " messages not sent yet; they go when the connection is back.";
+    } else if (retryTimer) {
+      const left = Math.max(1, Math.ceil((retryDue - Date.now()) / 1000));
+      text = (why || "Not sent yet") + "; retrying in " + left + " s";
+    } else {
+      text = (why || "Not sent yet") + "; sending again…";
+    }
+    if (box.textContent !== text) box.textContent = text;
   }
 
   // ------------------------------------------------------------ the socket
@@ -1031,6 +1295,7 @@
     clearTimeout(readTimer);
     readTimer = null;
     recs.forEach((rec) => unlockEditor(rec));
+    holdSentEntries();
     setComposerEnabled(false);
     updateHistoryControls();
     if (stopped) {
@@ -1069,6 +1334,11 @@
     stopped = true;
     clearTimeout(reconnectTimer);
     clearInterval(countdownTimer);
+    clearRetry();
+    outbox.forEach((entry) => {
+      if (entry.el) renderPending(entry);
+    });
+    renderOutboxStatus();
     setComposerEnabled(false);
     setStatus("disconnected");
     showClosed(reason);
@@ -1211,18 +1481,11 @@
     } else if (added) {
       keepBottomIfStuck();
     }
-    if (pendingSend) {
-      // A send that crossed the reconnect: it may have been stored (then it
-      // came back in the catch-up), or not; keep nothing half-done.
-      const echoed = Array.from(recs.values()).some((r) => r.clientId === pendingSend.clientId);
-      if (!echoed && !ui.input.value.trim()) {
-        ui.input.value = pendingSend.text;
-        autosize();
-        updateCounter();
-        restored = pendingSend;
-      }
-      pendingSend = null;
-    }
+    // Sends that crossed the reconnect and did not come back in it, and
+    // messages held before: again, in order, with their own client_ids.
+    retryAttempt = 0;
+    flushOutbox();
+    renderOutboxStatus();
     updateJump();
     maybeReportRead();
   }
@@ -1239,20 +1502,19 @@
 
   function onLiveMessage(f) {
     const wasStuck = stick || atBottom();
-    const added = applyMessage(f);
     const user = typeof f.user === "string" ? f.user : "";
+    const mine = user === me;
+    const cid = typeof f.client_id === "string" ? f.client_id : "";
+    const ownSend = !!(mine && cid && findEntry(cid));
+    const added = applyMessage(f); // settles the outbox entry
     if (typists.has(user)) {
       clearTimeout(typists.get(user).timer);
       typists.delete(user);
       renderTyping();
     }
-    const mine = user === me;
-    const cid = typeof f.client_id === "string" ? f.client_id : "";
-    const ownSend = !!(mine && cid && pendingSend && pendingSend.clientId === cid);
     if (mine && cid) {
-      if (ownSend) pendingSend = null;
       if (restored && restored.clientId === cid) {
-        if (ui.input.value === restored.text) {
+        if (ui.input.value === restored.raw) {
           ui.input.value = "";
           autosize();
           updateCounter();
@@ -1268,25 +1530,43 @@
     maybeReportRead();
   }
 
+  /* An error about a chat.message; true when it needs no alert. */
+  function onSendRefused(code) {
+    const held = heldInFlight();
+    if (held && code === "rate_limited") {
+      holdEntry(held, "rate_limited"); // a resend: not the person's doing
+      return true;
+    }
+    if (code === "too_long" || code === "rate_limited" || code === "empty") {
+      const entry = held || lastSent();
+      if (entry) giveBack(entry);
+    }
+    return false;
+  }
+
   function onError(f) {
     const code = typeof f.code === "string" ? f.code : "";
     const id = toId(f.id);
     const rec = id ? recs.get(id) : null;
+    const editing = !!(rec && rec.editor && rec.editor.saving);
     if (rec && rec.editor) unlockEditor(rec);
-    if (!id && pendingSend && (code === "too_long" || code === "rate_limited" || code === "empty")) {
-      if (!ui.input.value.trim()) {
-        ui.input.value = pendingSend.text;
-        autosize();
-        updateCounter();
-        restored = pendingSend;
-      }
-      pendingSend = null;
+    // The outbox's status line says so: no alert.
+    if (!id && code === "unavailable") {
+      holdUnstored(f, code);
+      return;
     }
+    if (!id && code === "server_error" && holdUnstored(f, code)) return;
+    if (id && code === "unavailable" && !editing && !deleting.has(id)) {
+      readNotStored(id);
+      return;
+    }
+    deleting.delete(id);
     if (historyLoading && (code === "rate_limited" || code === "bad_frame")) {
       clearTimeout(historyTimer);
       historyLoading = false;
       updateHistoryControls();
     }
+    if (!id && onSendRefused(code)) return;
     let text = ERROR_TEXT[code];
     if (!text) text = typeof f.detail === "string" && f.detail ? f.detail : "Something went wrong.";
     showError(text);
@@ -1308,7 +1588,7 @@
     autosize();
     updateCounter();
     noteTyping();
-    if (restored && ui.input.value !== restored.text) restored = null;
+    if (restored && ui.input.value !== restored.raw) restored = null;
   });
   ui.input.addEventListener("blur", () => {
     if (!ui.input.value.trim()) stopTyping();
@@ -1377,10 +1657,12 @@
         hasMore: hasMore,
         online: online.slice(),
         stopped: stopped,
+        unsent: heldCount(),
       };
     },
   };
 
+  ui.outbox = makeOutboxStatus();
   setComposerEnabled(false);
   updateHistoryControls();
   updateCounter();

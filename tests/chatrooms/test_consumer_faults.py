@@ -247,3 +247,17 @@ async def test_an_exception_escaping_the_consumer_still_cleans_up(
         await sock.communicator.wait(timeout=5)
     await leave_seen_by(watcher, "alice")
     await no_trace_of("alice", room)
+
+
+async def test_a_read_marker_lost_to_an_outage_gets_no_reply(
+    layer, room, alice, connect, monkeypatch
+):
+    sock, _ = await connect(alice, room)
+
+    def down(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(services, "membership_mark_read", down)
+    await sock.send({"type": "read", "id": 1})  # `read` never gets a reply, even now
+    await sock.send({"type": "ping"})
+    assert (await sock.recv()) == {"type": "pong"}
