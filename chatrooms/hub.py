@@ -269,6 +269,8 @@ class Hub:
         self._supervisor: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsent: deque[tuple[str, str]] = deque(maxlen=UNSENT_LIMIT)
+        self._flush_lock: asyncio.Lock | None = None
+        self._flush_lock_loop: asyncio.AbstractEventLoop | None = None
 
     # --- Local sockets -------------------------------------------------------------
 
@@ -406,14 +408,22 @@ class Hub:
             async_to_sync(self.publish)(room_id, text, close=close)
 
     async def _flush_unsent(self) -> None:
-        """Publish the frames kept from failed PUBLISHes, oldest first; stop at a failure."""
-        client = get_redis()
-        while self._unsent:
-            try:
-                await client.publish(*self._unsent[0])
-            except Exception:
-                return
-            self._unsent.popleft()
+        """Publish the frames kept from failed PUBLISHes, oldest first; stop at a failure.
+
+        Several tasks flush (the keep-alive, every publish while frames wait):
+        one at a time, so that no frame is sent twice or overtaken.
+        """
+        loop = asyncio.get_running_loop()
+        if self._flush_lock is None or self._flush_lock_loop is not loop:
+            self._flush_lock, self._flush_lock_loop = asyncio.Lock(), loop
+        async with self._flush_lock:
+            client = get_redis()
+            while self._unsent:
+                try:
+                    await client.publish(*self._unsent[0])
+                except Exception:
+                    return
+                self._unsent.popleft()
 
     # --- Health --------------------------------------------------------------------
 

@@ -177,6 +177,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             # fails fast (socket close 1013, error `unavailable`) instead of
             # hanging: a healthy pool hands one out in well under a second.
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1),
+            # psycopg_pool retries a failed connection after 1, 2, 4, 8 ... s
+            # until this many seconds have passed, then gives it up; the next
+            # request starts a fresh attempt at once. The default (5 minutes)
+            # let the wait after a long outage grow past half a minute;
+            # 5 s keeps healing within a few seconds of the database's return.
+            "reconnect_timeout": 5,
         }
         # A connection attempt to an unreachable host gives up as fast.
         DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 2)
