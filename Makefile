@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint setup setup-dev clean bench
+.PHONY: run test lint setup setup-dev clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,11 @@ $(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed-dev
 
 bench: setup-dev $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The soak (docs/soak.md): 1,000 signed-in sockets on one uvicorn process with
+# PostgreSQL + Redis, steady chat for 10 minutes, a Redis restart and a
+# database cut in the middle; memory, loss, duplicates, time to heal. Not in
+# CI. Stops by itself within 13 minutes.
+#   make soak SOAK_ARGS=--quick              200 sockets, 2 minutes
+soak: setup-dev $(VENV)/.installed-bench
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)

@@ -89,6 +89,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close_after_accept(protocol.CLOSE_SERVER_ERROR)
 
     async def close_after_accept(self, code: int) -> None:
+        """End a socket that failed to open with `code` (the client reconnects), cleaned up."""
         outbox = self.outbox
         if outbox is not None and outbox.held is None and outbox.task is not None:
             # Hello is out: close after what is queued, by the socket's writer.
@@ -103,10 +104,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
     accepted = False
 
     async def accept(self, subprotocol=None, headers=None):
+        """Accept the handshake, remembering it: a failure after it closes, not refuses."""
         self.accepted = True
         await super().accept(subprotocol, headers)
 
     async def open(self):
+        """The handshake's work: check, accept, join the hub and presence, say hello."""
         user = self.scope["user"]
         if not user.is_authenticated or not user.is_active:
             await self.close()
@@ -120,18 +123,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conn_id = uuid.uuid4().hex
         session = self.scope.get("session")
         self.session_key = (session.session_key if session is not None else "") or ""
-        sessions.watch(
-            conn_id=self.conn_id,
-            user_id=user.id,
-            session_key=self.session_key,
-            handler=self.on_control,
-        )
         self.display_name = user.display_name or user.username
         self.budget = FrameBudget()
         await self.accept()
         # Join the room before reading history: a message stored in between
         # is then held, and dropped by id if hello has it; never missed.
         self.outbox = Outbox(self.base_send, access.room_id)
+        sessions.watch(
+            conn_id=self.conn_id,
+            user_id=user.id,
+            session_key=self.session_key,
+            handler=self.on_control,
+        )
         await hub.join(access.room_id, self.conn_id, self.outbox)
         await hub.join_user(user.id, self.conn_id, self.on_control)
         self.conn = Conn(self.conn_id, access.room_id, user.username, self.display_name)
