@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from accounts.models import User
+from accounts.services import user_set_active
 
 
 @admin.register(User)
@@ -28,16 +29,12 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Deactivate: end their sessions and close their chats now")
     def deactivate(self, request, queryset):
-        from chatrooms.services import user_set_active
-
         for user in queryset.exclude(id=request.user.id):
             user_set_active(user=user, active=False)
         self.message_user(request, "Deactivated; their open chats were closed.")
 
     @admin.action(description="Reactivate")
     def reactivate(self, request, queryset):
-        from chatrooms.services import user_set_active
-
         for user in queryset:
             user_set_active(user=user, active=True)
         self.message_user(request, "Reactivated.")
@@ -46,6 +43,4 @@ class UserAdmin(DjangoUserAdmin):
         """Unticking "active" on the form closes their chats too."""
         super().save_model(request, obj, form, change)
         if change and "is_active" in form.changed_data and not obj.is_active:
-            from chatrooms.services import user_set_active
-
             user_set_active(user=obj, active=False)

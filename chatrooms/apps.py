@@ -8,6 +8,7 @@ class ChatroomsConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
         from django.contrib.auth.signals import user_logged_out
+        from django.core.signals import setting_changed
         from django.db.models.signals import post_save, pre_save
 
         from chatrooms import receivers
@@ -18,3 +19,4 @@ class ChatroomsConfig(AppConfig):
         post_save.connect(
             receivers.close_sockets_on_password_change, sender=user, dispatch_uid="chat-pw-close"
         )
+        setting_changed.connect(receivers.choose_hub_backend, dispatch_uid="chat-hub-backend")

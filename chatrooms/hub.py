@@ -269,8 +269,26 @@ class Hub:
         self._supervisor: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsent: deque[tuple[str, str]] = deque(maxlen=UNSENT_LIMIT)
+        self._outgoing: deque[tuple[str, str]] = deque()
+        self._sender: asyncio.Task | None = None
+        self._uses_redis: bool | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flush_lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def uses_redis(self) -> bool:
+        """Redis carries frames between processes (REDIS_URL set), chosen once.
+
+        Chosen at the first use and again only when the setting changes
+        (tests), not asked on every frame.
+        """
+        if self._uses_redis is None:
+            self._uses_redis = bool(redis_url())
+        return self._uses_redis
+
+    def settings_changed(self) -> None:
+        """REDIS_URL changed (tests): choose the backend again."""
+        self._uses_redis = None
 
     # --- Local sockets -------------------------------------------------------------
 
@@ -281,7 +299,8 @@ class Hub:
         leaves (the socket is registered either way).
         """
         self.rooms.setdefault(room_id, {})[conn_id] = outbox
-        if redis_url():
+        self._on_loop()
+        if self.uses_redis:
             await self._want(_channel(room_id))
 
     async def leave(self, room_id: int, conn_id: str) -> None:
@@ -291,7 +310,8 @@ class Hub:
     async def join_user(self, user_id: int, conn_id: str, handler: Callable[[dict], None]):
         """Hand the user's control events (from any process) to `handler` from now on."""
         self.users.setdefault(user_id, {})[conn_id] = handler
-        if redis_url():
+        self._on_loop()
+        if self.uses_redis:
             await self._want(_user_channel(user_id))
 
     async def leave_user(self, user_id: int, conn_id: str) -> None:
@@ -335,7 +355,7 @@ class Hub:
         stands). The sockets it misses are closed with 4012 when their
         process's subscription breaks, and re-checked at the next handshake.
         """
-        if redis_url():
+        if self.uses_redis:
             try:
                 sync_redis().publish(_user_channel(user_id), protocol.encode(event))
             except Exception:
@@ -376,7 +396,7 @@ class Hub:
         and published once Redis answers again (to processes whose sockets
         did not resync meanwhile), and this process's link is checked.
         """
-        if not redis_url():
+        if not self.uses_redis:
             self.deliver(room_id, text, message_id, skip, close)
             return
         item = (_channel(room_id), _pack(text, message_id, skip, close))
@@ -393,19 +413,66 @@ class Hub:
             self._suspect_link()
             raise HubUnavailable(f"publish failed: {type(exc).__name__}") from exc
 
-    def publish_sync(self, room_id: int, text: str, close: int = 0) -> None:
-        """publish() for synchronous code (services after commit, admin, commands).
+    def publish_sync(self, room_id: int, text: str, message_id: int = 0, close: int = 0) -> None:
+        """publish() for synchronous code: every service, after its commit.
 
-        Runs after a commit: a Redis failure is logged, not raised (the write
-        stands, and open rooms get it in their catch-up when they resync).
+        In a server process (the hub's loop runs) the frame joins the
+        process's ordered queue of outgoing frames, sent by one task in
+        pipelined batches: no thread waits for Redis, and frames leave in
+        the order they were committed (a process's writes run on one
+        thread). Elsewhere (a command, a WSGI view) it is published at once.
+        A Redis failure is logged, not raised: the write stands, and open
+        rooms get it in their catch-up when they resync.
         """
-        if redis_url():
+        item = (room_id, text, message_id, close)
+        loop = self._loop
+        if loop is not None and loop.is_running():
             try:
-                sync_redis().publish(_channel(room_id), _pack(text, 0, "", close))
+                on_loop = asyncio.get_running_loop() is loop
+            except RuntimeError:
+                on_loop = False
+            if on_loop:
+                self._enqueue(item)
+            else:
+                loop.call_soon_threadsafe(self._enqueue, item)
+            return
+        if self.uses_redis:
+            try:
+                sync_redis().publish(_channel(room_id), _pack(text, message_id, "", close))
             except Exception:
                 logger.warning("frame for room %s not published", room_id, exc_info=True)
         else:
-            async_to_sync(self.publish)(room_id, text, close=close)
+            async_to_sync(self.publish)(room_id, text, message_id, close=close)
+
+    def _enqueue(self, item: tuple[int, str, int, int]) -> None:
+        room_id, text, message_id, close = item
+        if not self.uses_redis:
+            self.deliver(room_id, text, message_id, close=close)
+            return
+        self._outgoing.append((_channel(room_id), _pack(text, message_id, "", close)))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_outgoing())
+
+    async def _send_outgoing(self) -> None:
+        """Publish the queued frames in order, a pipelined batch per round trip."""
+        queue = self._outgoing
+        while queue:
+            batch = [queue.popleft() for _ in range(min(len(queue), 256))]
+            if self._unsent:  # older frames wait for Redis: keep the order
+                self._unsent.extend(batch)
+                await self._flush_unsent()
+                continue
+            pipe = get_redis().pipeline(transaction=False)
+            for channel, payload in batch:
+                pipe.publish(channel, payload)
+            try:
+                await pipe.execute()
+            except Exception:
+                # Some may have gone out: sent again, they reach clients that
+                # drop an id they already have (docs/protocol.md).
+                logger.warning("%d frame(s) kept until Redis answers", len(batch))
+                self._unsent.extend(batch)
+                self._suspect_link()
 
     async def _flush_unsent(self) -> None:
         """Publish the frames kept from failed PUBLISHes, oldest first; stop at a failure.
@@ -429,7 +496,7 @@ class Hub:
 
     def problem(self) -> str:
         """Why this process cannot deliver room frames right now ("" when it can)."""
-        if not redis_url():
+        if not self.uses_redis:
             return ""
         if self._unsent:
             return f"{len(self._unsent)} frame(s) waiting for Redis"
@@ -460,6 +527,8 @@ class Hub:
             self.subscriptions = {}
             self._link = None
             self._supervisor = None
+            self._sender = None
+            self._outgoing.clear()
             self.link_state = "idle"
         return loop
 

@@ -1,10 +1,15 @@
-"""Rooms, memberships, messages and invites (names fixed by DESIGN.md)."""
+"""Rooms, memberships, messages and invites.
+
+The model and field names are a contract: tests and tools outside the
+project use them (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 ROOM_NAME_MAX = 80
 ROOM_TOPIC_MAX = 250
@@ -120,6 +125,21 @@ class Message(models.Model):
         return self.deleted_at is not None
 
 
+class InviteQuerySet(models.QuerySet):
+    def live(self, now=None) -> InviteQuerySet:
+        """Invites that still grant membership: not revoked, not expired, uses left.
+
+        The one definition of "live": the settings page lists these, and
+        redemption counts a use with a conditional UPDATE on this queryset.
+        """
+        now = now or timezone.now()
+        return (
+            self.filter(revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .filter(Q(max_uses__isnull=True) | Q(use_count__lt=models.F("max_uses")))
+        )
+
+
 class Invite(models.Model):
     """A link that makes its holder a member of a room."""
 
@@ -134,6 +154,8 @@ class Invite(models.Model):
     use_count = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InviteQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -144,3 +166,14 @@ class Invite(models.Model):
 
     def __str__(self) -> str:
         return f"Invite to {self.room} ({self.use_count}/{self.max_uses or '∞'})"
+
+    @property
+    def state(self) -> str:
+        """'live', 'revoked', 'expired' or 'used_up' (the row's view of InviteQuerySet.live)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        if self.max_uses is not None and self.use_count >= self.max_uses:
+            return "used_up"
+        return "live"

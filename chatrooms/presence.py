@@ -268,8 +268,10 @@ class Tracker:
                 if await self.redis.join(conn):
                     # Back after Redis lost it (restart, flush): say so.
                     await broadcast_presence(conn.room_id, conn.username, "join")
-            except Exception:
-                logger.warning("presence refresh failed for room %s", conn.room_id, exc_info=True)
+            except Exception as exc:
+                # Redis is down: one line per round, not one per socket.
+                logger.warning("presence refresh failed: %s: %s", type(exc).__name__, exc)
+                return
         for room_id in {conn.room_id for conn in self.conns.values()}:
             for username in await self.redis.reap(room_id):
                 await broadcast_presence(room_id, username, "leave")

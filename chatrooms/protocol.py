@@ -313,6 +313,14 @@ def error_frame(
     return frame
 
 
+def room_frame(*, slug: str, name: str, topic: str, is_private: bool) -> dict[str, Any]:
+    """The room's name or topic changed: open pages show the new ones."""
+    return {
+        "type": "room",
+        "room": {"slug": slug, "name": name, "topic": topic, "is_private": is_private},
+    }
+
+
 def closed_frame(reason: CloseReason) -> dict[str, Any]:
     """Sent before the server closes the socket for good (code 4403)."""
     return {"type": "closed", "reason": reason}

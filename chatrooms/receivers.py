@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from accounts import services as accounts_services
 from chatrooms import services, sessions
+from chatrooms.hub import hub
 
 
 def close_sockets_on_sign_out(sender, request, user, **kwargs) -> None:
@@ -29,7 +31,7 @@ def close_sockets_on_sign_out(sender, request, user, **kwargs) -> None:
 def note_password_change(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
     """Before a user is saved: is the stored password hash about to change?"""
     saves_password = not raw and (update_fields is None or "password" in update_fields)
-    instance._chat_password_changed = saves_password and services.user_password_changing(
+    instance._chat_password_changed = saves_password and accounts_services.user_password_changing(
         user=instance
     )
 
@@ -38,6 +40,12 @@ def close_sockets_on_password_change(sender, instance, **kwargs) -> None:
     """After a new password is saved: close the sockets of the user's other sessions."""
     if getattr(instance, "_chat_password_changed", False):
         instance._chat_password_changed = False
-        services.user_password_changed(
+        accounts_services.user_password_changed(
             user_id=instance.pk, keep_session=sessions.changing_session(user=instance)
         )
+
+
+def choose_hub_backend(sender, setting, **kwargs) -> None:
+    """REDIS_URL changed (tests do it): the hub chooses Redis or in-process again."""
+    if setting == "REDIS_URL":
+        hub.settings_changed()

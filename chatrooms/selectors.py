@@ -14,7 +14,7 @@ from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from chatrooms import protocol
-from chatrooms.models import Membership, Message, Room
+from chatrooms.models import Invite, Membership, Message, Room
 
 _MESSAGE_FIELDS = (
     "id",
@@ -165,15 +165,9 @@ def room_members(*, room_id: int) -> list[Membership]:
 
 def invites_live(*, room_id: int) -> list:
     """The room's invites that still work, newest first."""
-    from django.utils import timezone
-
-    from chatrooms.models import Invite
-
-    now = timezone.now()
-    invites = (
-        Invite.objects.filter(room_id=room_id, revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+    return list(
+        Invite.objects.live()
+        .filter(room_id=room_id)
         .select_related("created_by")
         .order_by("-created_at")
     )
-    return [i for i in invites if i.max_uses is None or i.use_count < i.max_uses]

@@ -12,6 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import services as accounts_services
 from chatrooms import services
 from chatrooms.models import Invite, Membership, Message, Room
 
@@ -480,8 +481,8 @@ def test_deactivation_ends_sessions_so_reactivation_signs_nobody_back_in(client,
     bob = cast["member"]
     client.force_login(bob)
     assert client.get("/chats/").status_code == 200
-    services.user_set_active(user=bob, active=False)
-    services.user_set_active(user=bob, active=True)
+    accounts_services.user_set_active(user=bob, active=False)
+    accounts_services.user_set_active(user=bob, active=True)
     response = client.get("/chats/")
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 
 from chatrooms import protocol, selectors, services
 from chatrooms.hub import hub
@@ -111,14 +111,57 @@ def test_edit_broadcasts_after_commit(room, alice, listener, django_capture_on_c
     assert message.body == "hello" and message.edited_at is not None
 
 
-def test_nothing_is_broadcast_when_the_transaction_rolls_back(
-    room, alice, django_capture_on_commit_callbacks
-):
+@pytest.mark.django_db(transaction=True)
+def test_nothing_reaches_sockets_from_a_transaction_that_rolls_back(room, alice, listener):
+    """Writes notify after commit: a service that published at once would fail this."""
+    socket = listener(room.id)
     message = Message.objects.create(room=room, author=alice, body="x")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.message_edit(room_id=room.id, message_id=message.id, user=alice, body="y")
+        services.message_create(room_id=room.id, user=alice, body="new")
+        services.room_update(user=alice, room=room, name="Renamed", topic="t")
+        raise RuntimeError("the caller's transaction fails after the services ran")
+    assert socket.frames == []
+    message.refresh_from_db()
+    assert message.body == "x" and Message.objects.count() == 1
+    frame, _ = services.message_create(room_id=room.id, user=alice, body="kept")
+    assert socket.frames == [frame]  # committed: it does reach them
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_create_broadcasts_and_a_repeat_broadcasts_the_stored_one_again(
+    room, alice, listener
+):
+    socket = listener(room.id)
+    frame, created = services.message_create(room_id=room.id, user=alice, body="hi", client_id="a")
+    again, created_again = services.message_create(
+        room_id=room.id, user=alice, body="hi (retry)", client_id="a"
+    )
+    assert created and not created_again and again == frame
+    assert socket.frames == [frame, frame]  # at least once; clients drop the repeat by id
+    assert Message.objects.count() == 1
+
+
+def test_room_update_reaches_open_pages_after_commit(
+    room, alice, listener, django_capture_on_commit_callbacks
+):
+    socket = listener(room.id)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        with pytest.raises(services.ServiceError):
-            services.message_delete(room_id=room.id, message_id=message.id + 1, user=alice)
-    assert callbacks == []
+        services.room_update(user=alice, room=room, name="Ops", topic="Deploys only")
+    assert socket.frames == []
+    for callback in callbacks:
+        callback()
+    assert socket.frames == [
+        {
+            "type": "room",
+            "room": {
+                "slug": "general",
+                "name": "Ops",
+                "topic": "Deploys only",
+                "is_private": False,
+            },
+        }
+    ]
 
 
 def test_moderator_deletes_others_messages_member_cannot(room, alice, user_factory):
