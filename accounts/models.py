@@ -23,4 +23,12 @@ class User(AbstractUser):
     @property
     def shown_name(self) -> str:
         """The display name, or the username when none is set."""
-        return self.display_name or self.username
+        return shown_name(self.display_name, self.username)
+
+
+def shown_name(display_name: str | None, username: str) -> str:
+    """The one rule for the name shown: the display name, else the username.
+
+    For code that has the two fields without a User (query rows, presence).
+    """
+    return display_name or username

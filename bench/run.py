@@ -90,7 +90,7 @@ class Params:
     ramp_s: float = 2.5
     idle_users: int = 100
     idle_per_user: int = 10
-    idle_hold_s: float = 6.0  # longer than redis-py's 5 s socket timeout (PITFALLS)
+    idle_hold_s: float = 6.0  # longer than redis-py's 5 s socket timeout
     rooms: int = 100
     room_size: int = 10
     room_rate: float = 3.0  # per room: 100 x 3 x 10 = 3,000 deliveries/s offered

@@ -74,7 +74,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- Lifecycle ---------------------------------------------------------------
 
     async def connect(self):
-        """Refuse anything DESIGN.md refuses; else join, accept, say hello.
+        """Refuse what docs/protocol.md refuses; else join, accept, say hello.
 
         Storage or Redis unreachable: accept, then close with 1013 (try
         again later), so the client reconnects instead of giving up.
@@ -123,7 +123,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.conn_id = uuid.uuid4().hex
         session = self.scope.get("session")
         self.session_key = (session.session_key if session is not None else "") or ""
-        self.display_name = user.display_name or user.username
+        self.display_name = user.shown_name
         self.budget = FrameBudget()
         await self.accept()
         # Join the room before reading history: a message stored in between
@@ -215,7 +215,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             self.reply(protocol.error_frame("bad_frame", "Binary frames are not supported."))
             return
-        if len(text_data) > protocol.MAX_FRAME_CHARS:
+        if len(text_data) > protocol.MAX_FRAME_BYTES:  # characters <= bytes
             self.outbox.close(protocol.CLOSE_TOO_BIG)
             return
         event = None

@@ -11,10 +11,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from chatrooms import protocol
+
 ROOM_NAME_MAX = 80
 ROOM_TOPIC_MAX = 250
 ROOM_SLUG_MAX = 50
-CLIENT_ID_MAX = 64
 
 
 class Room(models.Model):
@@ -74,7 +75,13 @@ class Membership(models.Model):
 
     @property
     def can_moderate(self) -> bool:
-        return not self.is_banned and self.role in {self.Role.OWNER, self.Role.MODERATOR}
+        """Owners and moderators moderate, unless banned."""
+        return not self.is_banned and role_can_moderate(self.role)
+
+
+def role_can_moderate(role: str) -> bool:
+    """The one rule for who moderates a room: its owner and its moderators."""
+    return role in (Membership.Role.OWNER, Membership.Role.MODERATOR)
 
 
 class Message(models.Model):
@@ -86,7 +93,7 @@ class Message(models.Model):
     )
     body = models.TextField()
     # The sender's idempotency key: a retried send is stored once.
-    client_id = models.CharField(max_length=CLIENT_ID_MAX, blank=True, default="")
+    client_id = models.CharField(max_length=protocol.MAX_CLIENT_ID, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from accounts.models import shown_name
 from chatrooms import protocol
 from chatrooms.hub import hub
 from chatrooms.redis import get_redis, key, redis_url, sync_redis
@@ -54,7 +55,7 @@ class MemoryPresence:
         self.names: dict[str, str] = {}
 
     async def join(self, conn: Conn) -> bool:
-        self.names[conn.username] = conn.display_name or conn.username
+        self.names[conn.username] = shown_name(conn.display_name, conn.username)
         sockets = self.rooms[conn.room_id][conn.username]
         sockets.add(conn.conn_id)
         return len(sockets) == 1
@@ -156,7 +157,7 @@ class RedisPresence:
                 time.time(),
                 self.ttl,
                 conn.username,
-                conn.display_name or conn.username,
+                shown_name(conn.display_name, conn.username),
             )
         )
 
@@ -238,9 +239,6 @@ class Tracker:
     def forget(self, conn: Conn) -> None:
         """Stop refreshing the socket (at once: cleanup must not be cut halfway)."""
         self.conns.pop(conn.conn_id, None)
-
-    async def online(self, room_id: int) -> list[str]:
-        return await self.store.online(room_id)
 
     async def online_with_names(self, room_id: int) -> tuple[list[str], dict[str, str]]:
         """The online usernames, sorted, and their display names."""

@@ -18,7 +18,10 @@ import orjson
 
 # --- Limits and codes -----------------------------------------------------------
 
-MAX_FRAME_CHARS = 64 * 1024  # a text frame longer than this closes the socket
+# A text frame over this many bytes closes the socket (1009). The one
+# definition: the servers' command lines (deploy/servers.py) and daphne's
+# settings use it, and the consumer checks it again for any other server.
+MAX_FRAME_BYTES = 64 * 1024
 MAX_CLIENT_ID = 64
 MAX_HISTORY_LIMIT = 100
 MAX_ID = 2**63 - 1

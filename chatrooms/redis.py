@@ -32,7 +32,8 @@ def get_redis() -> aioredis.Redis:
     if client is None:
         client = aioredis.Redis.from_url(
             url,
-            # Past redis-py 8's 5 s timeout and 100-connection pool (PITFALLS).
+            # Past redis-py 8's 5 s socket timeout (a blocking read would die)
+            # and its 100-connection pool (a burst of connects exhausts it).
             socket_timeout=10,
             socket_connect_timeout=5,
             max_connections=2000,

@@ -13,6 +13,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
+from accounts.models import shown_name
 from chatrooms import protocol
 from chatrooms.models import Invite, Membership, Message, Room
 
@@ -32,7 +33,7 @@ def _message_frame(row: dict[str, Any]) -> dict[str, Any]:
     return protocol.message_frame(
         id=row["id"],
         user=username,
-        display_name=row["author__display_name"] or username,
+        display_name=shown_name(row["author__display_name"], username),
         message=row["body"],
         ts=row["created_at"],
         client_id=row["client_id"],

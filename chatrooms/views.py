@@ -76,7 +76,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         # The same answer for "missing" and "not yours": private rooms'
         # names do not leak.
         raise Http404("No such room")
-    can_moderate = access.role in ("owner", "moderator")
+    can_moderate = access.can_moderate
     config = {
         "slug": access.slug,
         "wsPath": f"/ws/chat/{access.slug}/",

@@ -11,13 +11,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from chatrooms.protocol import MAX_FRAME_BYTES
+
 BIN = Path(sys.executable).parent
 APP = "project.asgi:application"
 
-DAPHNE_ARGS = ["--websocket-max-message-size", "65536", "--websocket-max-frame-size", "65536"]
+MAX = str(MAX_FRAME_BYTES)
+DAPHNE_ARGS = ["--websocket-max-message-size", MAX, "--websocket-max-frame-size", MAX]
 UVICORN_ARGS = [
     "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-    "--ws-per-message-deflate", "false", "--ws-max-size", "65536", "--lifespan", "off",
+    "--ws-per-message-deflate", "false", "--ws-max-size", MAX, "--lifespan", "off",
 ]  # fmt: skip
 
 

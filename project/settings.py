@@ -16,6 +16,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from chatrooms.protocol import MAX_FRAME_BYTES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -197,6 +199,11 @@ REDIS_URL = env_str("REDIS_URL")
 REDIS_PREFIX = env_str("REDIS_PREFIX", "chat")
 
 if REDIS_URL:
+    # The chat socket sends nothing through the channel layer: room frames and
+    # control events go through chatrooms/hub.py (one Redis pub/sub channel
+    # per room and per user). The layer is configured for /healthz, which
+    # checks it, and for any consumer that wants one; channels-redis's
+    # defaults (capacity, expiry, group expiry) suit that.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -205,20 +212,16 @@ if REDIS_URL:
                     {
                         "address": REDIS_URL,
                         # redis-py 8 times a socket out after 5 s, the same as
-                        # channels-redis's blocking receive: an idle socket
-                        # would die with TimeoutError. Give it room.
+                        # channels-redis's blocking receive: a receive waiting
+                        # that long would die with TimeoutError. Give it room.
                         "socket_timeout": 30,
                         "socket_connect_timeout": 5,
-                        # redis-py 8 caps the pool at 100: a burst of
-                        # connects then fails group_add. See PITFALLS.
+                        # redis-py 8 caps a pool at 100 connections, which a
+                        # burst of concurrent layer calls exhausts.
                         "max_connections": 2000,
-                        "health_check_interval": 15,
                     }
                 ],
                 "prefix": f"{REDIS_PREFIX}:asgi",
-                "capacity": 1000,
-                "expiry": 60,
-                "group_expiry": 86400,
             },
         }
     }
@@ -320,8 +323,8 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
 # daphne's runserver (`make run`) refuses larger WebSocket frames itself,
 # closing with 1009; production passes the same limits on daphne's command
 # line (docs/deploy.md). The consumer checks again for any other server.
-DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = 64 * 1024
-DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = 64 * 1024
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = MAX_FRAME_BYTES
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = MAX_FRAME_BYTES
 
 # --- Static files ---------------------------------------------------------------------
 
@@ -358,7 +361,7 @@ LOGGING = {
     },
 }
 
-# --- Chat limits (DESIGN.md, Configuration) ----------------------------------------
+# --- Chat limits (README.md, Configuration) ----------------------------------------
 
 CHAT_MAX_MESSAGE_CHARS = env_int("CHAT_MAX_MESSAGE_CHARS", 4000, minimum=1)
 CHAT_RATE_LIMIT = parse_rate(env_str("CHAT_RATE_LIMIT", "20/10s"))

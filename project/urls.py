@@ -1,4 +1,4 @@
-"""Top-level URLs; DESIGN.md, "Pages", lists them."""
+"""Top-level URLs; README.md and docs/architecture.md list the pages."""
 
 from django.contrib import admin
 from django.urls import include, path

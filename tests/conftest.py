@@ -69,22 +69,22 @@ def postgres_url() -> str:
 
 
 def redis_layer_settings(url: str, prefix: str = RUN_PREFIX) -> dict:
-    """CHANNEL_LAYERS for a real Redis, built by the same code as production."""
+    """CHANNEL_LAYERS for a real Redis: production's own layer settings
+    (project/settings.py) when REDIS_URL configured them, else the same
+    options spelled out, pointed at `url` and this run's prefix."""
     from django.conf import settings
 
-    layer = {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [{"address": url, "socket_timeout": 30, "max_connections": 2000}],
-            "prefix": f"{prefix}:asgi",
-            "capacity": 1000,
-            "expiry": 60,
-        },
-    }
     current = settings.CHANNEL_LAYERS["default"]
-    if current["BACKEND"] == layer["BACKEND"]:
-        layer = {**current, "CONFIG": {**current["CONFIG"], "prefix": f"{prefix}:asgi"}}
-    return {"default": layer}
+    if current["BACKEND"] == "channels_redis.core.RedisChannelLayer":
+        host = {**current["CONFIG"]["hosts"][0], "address": url}
+    else:
+        host = {"address": url, "socket_timeout": 30, "max_connections": 2000}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [host], "prefix": f"{prefix}:asgi"},
+        }
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -60,7 +60,7 @@ def _frame_for(message: Message, user) -> dict[str, Any]:
     return protocol.message_frame(
         id=message.id,
         user=user.username,
-        display_name=user.display_name or user.username,
+        display_name=user.shown_name,
         message=message.body,
         ts=message.created_at,
         client_id=message.client_id,

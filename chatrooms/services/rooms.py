@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from chatrooms import protocol, selectors
-from chatrooms.models import ROOM_SLUG_MAX, Membership, Room
+from chatrooms.models import ROOM_SLUG_MAX, Membership, Room, role_can_moderate
 from chatrooms.services.events import broadcast_on_commit
 from chatrooms.services.moderation import (
     acting_membership,
@@ -30,6 +30,11 @@ class RoomAccess:
     membership_id: int
     role: str
     last_read_id: int
+
+    @property
+    def can_moderate(self) -> bool:
+        """Owner or moderator (a banned member never gets a RoomAccess)."""
+        return role_can_moderate(self.role)
 
 
 def room_enter(*, user, slug: str) -> RoomAccess | None:

@@ -52,10 +52,10 @@ def room(room_factory, alice, bob):
 async def no_trace_of(username: str, room) -> None:
     """The user's sockets left the hub and presence (and Redis, when configured)."""
     for _ in range(50):
-        if username not in await tracker.online(room.id):
+        if username not in await tracker.store.online(room.id):
             break
         await asyncio.sleep(0.05)
-    assert username not in await tracker.online(room.id)
+    assert username not in await tracker.store.online(room.id)
     assert all(conn.username != username for conn in tracker.conns.values())
     local = hub.rooms.get(room.id, {})
     assert len(local) == sum(1 for conn in tracker.conns.values() if conn.room_id == room.id)
@@ -182,7 +182,7 @@ async def test_a_handshake_that_raises_closes_with_a_code_and_leaves_nothing(
         assert frame["user"] == "alice"
         frame = await watcher.recv()
     assert frame == {"type": "pong"}
-    assert "alice" not in await tracker.online(room.id)
+    assert "alice" not in await tracker.store.online(room.id)
 
 
 async def test_presence_broadcast_failing_at_connect_does_not_refuse_the_socket(

@@ -114,7 +114,7 @@ def test_environment_overrides_every_setting():
     assert values["LAYER"] == "channels_redis.core.RedisChannelLayer"
     host = values["LAYER_HOSTS"][0]
     assert host["address"] == "redis://cache.internal:6379/3"
-    # Past redis-py 8's 5 s socket timeout and 100-connection pool (PITFALLS).
+    # Past redis-py 8's 5 s socket timeout and 100-connection pool.
     assert host["socket_timeout"] > 5 and host["max_connections"] > 100
     assert values["CACHE"].endswith("RedisCache")
     assert values["ALLOWED_HOSTS"] == ["chat.example.com", "www.chat.example.com"]
