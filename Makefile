@@ -1,7 +1,8 @@
 # The two commands of the README:
 #   make run    set up (venv, dependencies, migrations, demo data once) and
 #               start the chat at http://127.0.0.1:8000
-#   make test   set up and run the whole test suite, lint included
+#   make test   set up and run the whole test suite, lint and the client's
+#               unit tests included
 # Everything else is a step of those two.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint setup setup-dev clean bench soak
+.PHONY: run test test-js lint setup setup-dev clean bench soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +40,34 @@ lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The browser client's unit tests (tests/js/, docs/client.md): Node's own
+# test runner, no npm packages to install. Without Node 18+ they are skipped
+# with a message, except under CI=true, where that fails (.ci/run installs
+# Debian's nodejs).
+NODE ?= node
+test-js:
+	@if $(NODE) -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' 2>/dev/null; then \
+		$(NODE) --test --test-reporter=spec tests/js/*.test.js; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "CI=true and no Node.js 18+ to run the client's unit tests (Debian: apt-get install nodejs)" >&2; \
+		exit 1; \
+	else \
+		echo "SKIPPED the client's unit tests (tests/js/): no Node.js 18+ (Debian: apt-get install nodejs)"; \
+	fi
+
+test: lint test-js
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache
+
+# The README's screenshots (docs/screenshots/*.png), taken by Chromium from a
+# seeded team: tests/e2e/screenshots.py, a file `make test` never collects,
+# so that only this target rewrites them. Needs Chromium, as the browser
+# tests do (Debian: apt-get install chromium).
+.PHONY: screenshots
+screenshots: setup-dev
+	$(BIN)/python -m pytest tests/e2e/screenshots.py $(PYTEST_ARGS)
 
 # The performance comparison (docs/performance.md): ours under daphne and
 # uvicorn against the Channels tutorial and a bare relay, on PostgreSQL +
