@@ -1,7 +1,7 @@
 """A load-client process: many WebSocket clients on one asyncio (uvloop) loop.
 
-bench/run.py starts two of these (multiprocessing, spawn) and drives them
-over a pipe with small commands:
+bench/run.py starts two of these (bench.harness.ClientPool: multiprocessing,
+spawn) and drives them over a pipe with small commands:
 
     connect  open sockets (bounded parallelism), read `hello` on ours, and
              start one reader per socket
@@ -16,13 +16,18 @@ only appends (socket, receive time, raw text) to a list; parsing (orjson)
 happens after the sending stops. Payload: TEXT = "sender:seq:monotonic_ns";
 CLOCK_MONOTONIC is system-wide on Linux, so receive time minus the time in
 TEXT is the delivery latency even across processes.
+
+PipeWorker (the command loop) and run_loop (uvloop when installed) serve
+bench/soak.py's client processes too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import time
+import traceback
 from array import array
 from collections import Counter
 
@@ -49,33 +54,62 @@ class Sock:
         self.closed: int | None = None  # close code when the server closed it
 
 
-class Worker:
+class PipeWorker:
+    """A client process's command loop (bench.harness.ClientPool at the other end).
+
+    Each request {"op": name, "args": {...}} is answered by `await self.op_<name>(**args)`,
+    or by {"error", "tb"} when that raises; "quit" (or the parent gone) calls shutdown().
+    """
+
     def __init__(self, conn):
         self.conn = conn
-        self.sockets: list[Sock] = []
-        self.buf: list = []
-        self.next_seq: dict[int, int] = {}
-        self.cpu0 = 0.0
-        self.wall0 = 0
-
-    # --- plumbing ------------------------------------------------------------
 
     async def serve(self) -> None:
-        for _ in range(100_000):  # commands; a run sends a few hundred
+        for _ in range(1_000_000):  # commands; a run sends a few thousand at most
             try:
                 request = await asyncio.to_thread(self.conn.recv)
             except (EOFError, OSError):
                 break  # the parent is gone
             op = request["op"]
             if op == "quit":
-                await self.op_close(limit_s=5)
-                self.conn.send({"ok": True})
-                break
+                await self.shutdown()
+                with contextlib.suppress(Exception):
+                    self.conn.send({"ok": True})
+                return
             try:
                 reply = await getattr(self, "op_" + op)(**request.get("args", {}))
             except Exception as exc:  # report, never hang the parent
-                reply = {"error": f"{type(exc).__name__}: {exc}"}
+                reply = {"error": f"{type(exc).__name__}: {exc}", "tb": traceback.format_exc()}
             self.conn.send(reply)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop and close everything: on "quit", or when the parent is gone."""
+
+
+def run_loop(main) -> None:
+    """Run the coroutine `main` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+class Worker(PipeWorker):
+    def __init__(self, conn):
+        super().__init__(conn)
+        self.sockets: list[Sock] = []
+        self.buf: list = []
+        self.next_seq: dict[int, int] = {}
+        self.cpu0 = 0.0
+        self.wall0 = 0
+
+    async def shutdown(self) -> None:
+        await self.op_close(limit_s=5)
+
+    # --- reading -------------------------------------------------------------
 
     async def read(self, idx: int, sock: Sock) -> None:
         ws = sock.ws
@@ -319,10 +353,4 @@ class Worker:
 
 def worker_main(conn) -> None:
     """Entry point of a load-client process."""
-    worker = Worker(conn)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(worker.serve())
-    else:
-        uvloop.run(worker.serve())
+    run_loop(Worker(conn).serve())

@@ -1,4 +1,7 @@
-"""Tables, docs/performance.md and docs/performance.png from bench/run.py's results."""
+"""Tables, docs/performance.md and docs/performance.png from bench/run.py's results.
+
+Also the one-line summaries bench/run.py prints while it measures (summary, fmt_ms).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,23 @@ CONFIG_NAMES = {
     "embedded": "SQLite + in-memory",
     "none": "(no layer)",
 }
-RAMP_P99_MS = 250
+RAMP_P99_MS = 250  # a ramp step fails above this p99, or on any loss (bench/workloads.py)
+
+
+def fmt_ms(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def summary(r: dict) -> str:
+    """One measured phase on one line, as printed while measuring."""
+    return (
+        f"offered {num(r['offered'])}/s achieved {num(r['achieved'])}/s "
+        f"p50 {fmt_ms(r['p50_ms'])} p99 {fmt_ms(r['p99_ms'])} max {fmt_ms(r['max_ms'])} ms "
+        f"lost {r['lost']} dup {r['dup']} srv {r['server_cpu_pct']:.0f}% "
+        f"cli {max(r['client_cpu_pct'], default=0):.0f}% others {r['others_cpu_pct']:.0f}%"
+    )
 
 
 def ms(v) -> str:

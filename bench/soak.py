@@ -47,15 +47,12 @@ import asyncio
 import contextlib
 import json
 import math
-import multiprocessing as mp
 import os
 import random
 import re
-import resource
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -66,9 +63,7 @@ import urllib.request
 import uuid
 from array import array
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -79,10 +74,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.run import PASSWORD, PG_URL, RESULTS, ServerProc, settle, stop_all  # noqa: E402
-from deploy.servers import command  # noqa: E402
+from bench import harness  # noqa: E402
+from bench.harness import PG_URL, RESULTS, ServerProc, log, settle, stop_all  # noqa: E402
+from bench.loadclient import PipeWorker, cpu_seconds, run_loop  # noqa: E402
 from tests.faults import RedisServer, TcpProxy  # noqa: E402
-from tests.live import Browserless, free_port, fresh_database, server_env  # noqa: E402
+from tests.live import free_port, fresh_database  # noqa: E402
 
 # The browser client's timings (static/chat/chat.js), the backoff capped at 10 s here.
 SEND_TIMEOUT_S = 10.0  # no echo by then: send it again (same client_id)
@@ -115,10 +111,6 @@ class Params:
     drain_s: float = 45.0  # most waited for the last echoes
     verify_s: float = 30.0  # most waited for the last deliveries
     budget_extra_s: float = 180.0  # everything else: the run stops by itself past minutes + this
-
-
-def log(*parts) -> None:
-    print(time.strftime("%H:%M:%S"), *parts, flush=True)
 
 
 def now_ns() -> int:
@@ -215,11 +207,11 @@ class Sock:
         self.task: asyncio.Task | None = None
 
 
-class Worker:
+class Worker(PipeWorker):
     """A client process: its sockets, its share of the sending, driven over a pipe."""
 
     def __init__(self, conn):
-        self.conn = conn
+        super().__init__(conn)
         self.wid = 0
         self.tag = ""
         self.origin = ""
@@ -252,26 +244,7 @@ class Worker:
         self.start_ns = 0
         self.sends_of: dict[str, int] = {}  # client_id -> sends, for those sent more than once
 
-    # --- plumbing --------------------------------------------------------------------
-
-    async def serve(self) -> None:
-        for _ in range(1_000_000):  # commands; a run sends a few thousand
-            try:
-                request = await asyncio.to_thread(self.conn.recv)
-            except (EOFError, OSError):
-                break  # the parent is gone
-            op = request["op"]
-            if op == "quit":
-                await self.shutdown()
-                with contextlib.suppress(Exception):
-                    self.conn.send({"ok": True})
-                break
-            try:
-                reply = await getattr(self, "op_" + op)(**request.get("args", {}))
-            except Exception as exc:  # report, never hang the parent
-                reply = {"error": f"{type(exc).__name__}: {exc}", "tb": traceback.format_exc()}
-            self.conn.send(reply)
-        await self.shutdown()
+    # --- records ---------------------------------------------------------------------
 
     def event(self, kind: str, sock: Sock, detail, was_open: bool = False) -> None:
         if len(self.events) < EVENTS_CAP:
@@ -641,7 +614,7 @@ class Worker:
             "created": self.created,
             "echoed": len(self.echoed),
             "dups": dict(self.dups),
-            "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+            "cpu_s": cpu_seconds(),
         }
 
     async def op_events(self, since_ns: int, until_ns: int):
@@ -800,7 +773,7 @@ class Worker:
             "latency_all": stats(lat),
             "latency_steady": stats(steady),
             "behind_ms": self.behind_ns / 1e6,
-            "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
+            "cpu_s": cpu_seconds(),
             "events_dropped": len(self.events) >= EVENTS_CAP,
         }
 
@@ -820,62 +793,9 @@ class Worker:
 
 def worker_main(conn) -> None:
     """Entry point of a client process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    harness.raise_nofile()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    worker = Worker(conn)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(worker.serve())
-    else:
-        uvloop.run(worker.serve())
-
-
-class Workers:
-    """The client processes, driven over pipes (as bench/run.py's Clients)."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.conns = []
-        self.procs = []
-        ctx = mp.get_context("spawn")
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
-
-    def call(self, op: str, args: list[dict] | dict | None = None, limit_s: float = 30) -> list:
-        per = args if isinstance(args, list) else [args or {}] * self.n
-        for conn, a in zip(self.conns, per, strict=True):
-            conn.send({"op": op, "args": a})
-        deadline = time.monotonic() + limit_s
-        replies = []
-        for conn in self.conns:
-            if not conn.poll(max(0.0, deadline - time.monotonic())):
-                raise TimeoutError(f"a client process did not answer {op!r} within {limit_s:.0f} s")
-            reply = conn.recv()
-            if "error" in reply:
-                raise RuntimeError(f"client process {op}: {reply['error']}\n{reply.get('tb', '')}")
-            replies.append(reply)
-        return replies
-
-    def close(self) -> None:
-        for conn in self.conns:
-            with contextlib.suppress(Exception):
-                conn.send({"op": "quit"})
-        for proc in self.procs:
-            proc.join(15)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(3)
-        for conn in self.conns:
-            conn.close()
+    run_loop(Worker(conn).serve())
 
 
 # --- Sampling the server ----------------------------------------------------------------------
@@ -1020,7 +940,7 @@ class Soak:
         self.deadline = self.started + p.minutes * 60 + p.budget_extra_s
         self.results: dict = {"params": asdict(p), "faults": [], "errors": [], "progress": []}
         self.server: ServerProc | None = None
-        self.workers: Workers | None = None
+        self.workers: harness.ClientPool | None = None
         self.sampler: Sampler | None = None
         self.health: Health | None = None
         self.redis: RedisServer | None = None
@@ -1038,30 +958,9 @@ class Soak:
     # --- setup --------------------------------------------------------------------------
 
     def env(self, db_url: str, redis_url: str) -> dict:
-        """bench/run.py's server environment: production settings, limits off for load."""
-        return server_env(
-            db_url,
-            redis_url,
-            f"chat-soak-{self.tag}",
-            DJANGO_DEBUG="0",
-            DJANGO_SECRET_KEY=self.secret,
-            DJANGO_SECURE="0",
-            DJANGO_BEHIND_PROXY="0",
-            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
-            DJANGO_STATIC_ROOT=self.static_root,
-            DJANGO_LOG_LEVEL="INFO",
-            CHAT_RATE_LIMIT="0",
-            ACCOUNT_RATE_LIMITS="0",
-        )
-
-    def collectstatic(self, tmp: Path) -> None:
-        self.static_root = str(tmp / "static")
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-            cwd=ROOT,
-            env=self.env(f"sqlite:///{tmp / 'static.sqlite3'}", ""),
-            check=True,
-            timeout=300,
+        """The benchmark's server environment (production settings, limits off), INFO logs."""
+        return harness.bench_env(
+            db_url, redis_url, f"chat-soak-{self.tag}", self.secret, self.static_root, "INFO"
         )
 
     def layout(self) -> list[tuple[str, int]]:
@@ -1072,37 +971,6 @@ class Soak:
             r, k = j % p.rooms, j // p.rooms
             out.append((f"soak_{r}", k % p.users))
         return out
-
-    def seed(self, env: dict) -> None:
-        rooms: dict[str, set[int]] = {}
-        for room, user in self.layout():
-            rooms.setdefault(room, set()).add(user)
-        spec = {
-            "users": self.p.users,
-            "password": PASSWORD,
-            "rooms": {slug: sorted(m) for slug, m in rooms.items()},
-        }
-        subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "seed.py")],
-            input=json.dumps(spec).encode(),
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=300,
-        )
-
-    def sign_in(self) -> list[str]:
-        def one(n: int) -> str:
-            return Browserless(self.server).sign_in(f"bench{n}", PASSWORD).cookie_header
-
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            cookies = list(pool.map(one, range(self.p.users)))
-        log(
-            f"signed in {len(cookies)} users through the login form in "
-            f"{time.monotonic() - t0:.1f} s"
-        )
-        return cookies
 
     def connect(self, cookies: list[str]) -> dict:
         p = self.p
@@ -1117,7 +985,9 @@ class Soak:
                     "cookie": cookies[user],
                 }
             )
-        self.workers = Workers(p.workers)
+        self.workers = harness.ClientPool(
+            worker_main, p.workers, what="client process", join_s=15, tracebacks=True
+        )
         self.workers.call(
             "setup",
             [
@@ -1545,12 +1415,13 @@ class Soak:
 
     def run(self) -> dict:
         self.results["meta"] = meta(self)
-        with tempfile.TemporaryDirectory(prefix="chat-soak-") as tmpdir:
+        with (
+            tempfile.TemporaryDirectory(prefix="chat-soak-") as tmpdir,
+            harness.database_url(PG_URL),
+        ):
             tmp = Path(tmpdir)
-            saved = os.environ.get("DATABASE_URL")
-            os.environ["DATABASE_URL"] = PG_URL
             try:
-                self.collectstatic(tmp)
+                self.static_root = harness.collectstatic(tmp, self.secret)
                 self.redis = RedisServer(tmp / "redis").start()
                 pg = urlsplit(PG_URL)
                 self.proxy = TcpProxy(pg.hostname or "127.0.0.1", pg.port or 5432).start()
@@ -1566,10 +1437,6 @@ class Soak:
                         self.teardown()
                 log("dropped the soak's database")
             finally:
-                if saved is None:
-                    os.environ.pop("DATABASE_URL", None)
-                else:
-                    os.environ["DATABASE_URL"] = saved
                 for thing in (self.proxy, self.redis):
                     if thing is not None:
                         with contextlib.suppress(Exception):
@@ -1584,9 +1451,10 @@ class Soak:
     def soak(self, db_url: str) -> None:
         p = self.p
         env = self.env(self.proxy.url_for(db_url), self.redis.url)
-        self.seed(self.env(db_url, self.redis.url))  # seeding goes straight to PostgreSQL
+        # Seeding goes straight to PostgreSQL.
+        harness.seed(self.p.users, self.layout(), self.env(db_url, self.redis.url))
         port = free_port()
-        argv = command("uvicorn", port) + ["--no-access-log", "--log-level", "warning"]
+        argv = harness.server_argv("ours-uvicorn", port)
         self.results["meta"]["server_argv"] = argv[1:]
         self.server = ServerProc("ours-uvicorn", argv, port, env, self.logdir / "server.log", True)
         self.server.start()
@@ -1594,7 +1462,7 @@ class Soak:
         self.sampler.start()
         self.health = Health(self.server.base)
         self.health.start()
-        cookies = self.sign_in()
+        cookies = harness.sign_in(self.server, self.p.users)
         self.results["connect"] = self.connect(cookies)
         waited = settle([self.server], limit_s=15)
         log(f"server settled in {waited:.1f} s")
@@ -1651,26 +1519,10 @@ def fmt_s(v) -> str:
 
 
 def meta(soak: Soak) -> dict:
-    packages = {}
-    for name in ["Django", "channels", "redis", "uvicorn", "uvloop", "websockets", "psycopg"]:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            packages[name] = metadata.version(name)
-    commit = dirty = ""
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "chatrooms", "project", "accounts"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+    packages = harness.package_versions(
+        ["Django", "channels", "redis", "uvicorn", "uvloop", "websockets", "psycopg"]
+    )
+    commit, dirty = harness.git_state(["chatrooms", "project", "accounts"])
     return {
         "run_id": soak.run_id,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -1834,15 +1686,8 @@ def parse_args(argv=None) -> Params:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-    def on_signal(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
+    harness.raise_nofile()
+    harness.interrupt_on_sigterm()
     soak = Soak(p, argv)
 
     # Stops by itself: past the budget the run is interrupted (and cleans up);
