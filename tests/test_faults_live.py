@@ -283,21 +283,26 @@ class Chatter:
 
 
 def check_exactly_once(chatters: list[Chatter], stored: list[tuple[int, str, str]]) -> None:
-    """Every stored message reached every client once, in id order; none lost or extra."""
+    """Every stored message reached every client, in id order; none lost, none stored twice."""
     ids = [message_id for message_id, _, _ in stored]
     sent = sorted(cid for chatter in chatters for cid in chatter.client_ids)
     assert sorted({client_id for _, _, client_id in stored}) == sorted(set(sent)), stored
     assert len({client_id for _, _, client_id in stored}) == len(stored), stored
     for chatter in chatters:
         assert chatter.pending == {}, (chatter.name, chatter.pending)
-        duplicated = sorted({i for i in chatter.received if chatter.received.count(i) > 1})
-        missing = sorted(set(ids) - set(chatter.received))
-        extra = sorted(set(chatter.received) - set(ids))
-        assert (duplicated, missing, extra) == ([], [], []), (
-            f"{chatter.name}: duplicated {duplicated}, missing {missing}, not stored {extra}; "
+        # What a client shows: each id once (delivery is at least once: a
+        # retried message, or one kept while Redis was down, can come twice,
+        # and clients drop an id they have). First arrivals in id order: an
+        # older id arriving after a newer one would have been a gap that
+        # catch-up (?after=) could not fill.
+        shown = list(dict.fromkeys(chatter.received))
+        missing = sorted(set(ids) - set(shown))
+        extra = sorted(set(shown) - set(ids))
+        assert (missing, extra) == ([], []), (
+            f"{chatter.name}: missing {missing}, not stored {extra}; "
             f"received {chatter.received}, stored {stored}"
         )
-        assert chatter.received == ids, f"{chatter.name} not in id order: {chatter.received}"
+        assert shown == ids, f"{chatter.name} not in id order: {chatter.received}"
 
 
 # --- 1. A process left with no socket for a while ------------------------------------------
@@ -562,9 +567,11 @@ async def test_database_outage_answers_unavailable_and_heals(proxied_server, pg_
             await asyncio.sleep(RETRY_EVERY)
     stored_after = time.monotonic() - restored
     away = await b.until_message("alice-away")
-    # Once more, as a client that never heard the answer would: the same message, to alice only.
+    # Once more, as a client that never heard the answer would: the same message,
+    # stored once and broadcast again (at least once; clients drop a known id).
     await a.send_again("while storage is away", "alice-away")
     assert (await a.until_message("alice-away"))["id"] == away["id"]
+    assert (await b.until_message("alice-away"))["id"] == away["id"]
     await a.send("after", "alice-after")
     for chatter in (a, b):
         assert (await chatter.until(lambda f: f["type"] == "chat.message"))["client_id"] == (
@@ -577,7 +584,7 @@ async def test_database_outage_answers_unavailable_and_heals(proxied_server, pg_
         "alice-away",
         "alice-after",
     ]
-    assert sorted(set(b.received)) == ids == b.received
+    assert sorted(set(b.received)) == ids  # each stored message reached bob, none other
 
     # No ghost after the outage: bob's last socket closing is seen as a leave.
     await b.ws.close()
