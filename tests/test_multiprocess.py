@@ -90,7 +90,7 @@ async def test_messages_and_presence_cross_processes_and_survive_a_kill(cluster)
     assert (rejoin["user"], rejoin["status"]) == ("bob", "join")
     for ws in (a, b2):
         await ws.close()
-    await asyncio.sleep(0)
+        await asyncio.wait_for(ws.wait_closed(), 5)
 
 
 async def test_sign_out_on_one_process_closes_the_socket_on_the_other(cluster):

@@ -15,7 +15,16 @@ import uuid
 
 import pytest
 
-from tests.live import ROOT, Browserless, Server, free_port, fresh_database, recv_json, server_env
+from tests.live import (
+    PYTHON,
+    ROOT,
+    Browserless,
+    Server,
+    free_port,
+    fresh_database,
+    recv_json,
+    server_env,
+)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -32,7 +41,7 @@ def nginx_cluster(tmp_path, redis_url):
     with fresh_database(tmp_path) as url:
         env = server_env(url, redis_url, prefix, DJANGO_STATIC_ROOT=str(static_root))
         subprocess.run(
-            [".venv/bin/python", "manage.py", "collectstatic", "--noinput", "-v", "0"],
+            [PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"],
             cwd=ROOT,
             env=env,
             check=True,

@@ -1,8 +1,16 @@
-"""Sockets against the real ASGI application (auth, Origin check, routing)."""
+"""Sockets against the real ASGI application (auth, Origin check, routing),
+and the people and room that most chatrooms tests share.
+
+`alice`, `bob` and `room` live here once; a module that needs other fields
+(another room, members from the start) defines its own, which wins there.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import time
 
 import pytest
 from channels.db import database_sync_to_async
@@ -25,6 +33,43 @@ def layer(request, settings):
         settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
         settings.REDIS_URL = ""
     return request.param
+
+
+@pytest.fixture
+def alice(user_factory):
+    """The owner of `room`, with a display name (shown instead of her username)."""
+    return user_factory(username="alice", display_name="Alice Liddell")
+
+
+@pytest.fixture
+def bob(user_factory):
+    """No display name: shown by his username."""
+    return user_factory(username="bob")
+
+
+@pytest.fixture
+def room(room_factory, alice):
+    """alice's public room "General", at /chats/general/."""
+    return room_factory("General", owner=alice, slug="general", topic="Anything")
+
+
+async def eventually(condition, *, timeout: float = 5, what: str = "") -> None:
+    """Wait until `condition()` (a function, plain or async) is true; fail after `timeout` s.
+
+    For what the code under test does in its own time (a writer task, a
+    keep-alive round, a Redis reader): the condition itself is checked every
+    20 ms, so a passing test waits no longer than it has to. Not a sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() >= deadline:
+            pytest.fail(f"not within {timeout:g} s: {what or condition}")
+        await asyncio.sleep(0.02)
 
 
 def session_cookie(user) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from chatrooms import protocol
 from chatrooms.hub import OUTBOX_LIMIT, Hub, Outbox
+from tests.chatrooms.conftest import eventually
 
 
 class FakeSocket:
@@ -28,24 +29,18 @@ class FakeSocket:
         return [m["text"] for m in self.sent if m["type"] == "websocket.send"]
 
 
-async def settle():
-    for _ in range(5):
-        await asyncio.sleep(0)
-
-
 async def test_frames_wait_for_hello_and_those_in_hello_are_dropped():
     socket = FakeSocket()
     box = Outbox(socket.send, room_id=1)
     box.put("m4", 4)
     box.put("presence")  # no id: always kept
     box.put("m6", 6)
-    await settle()
-    assert socket.sent == []  # nothing before hello
+    assert box.task is None and socket.sent == []  # no writer before hello: nothing goes out
     box.release("hello", floor=5)
     box.put("m5", 5)  # hello had it
     box.put("m7", 7)
-    await settle()
-    assert socket.texts == ["hello", "presence", "m6", "m7"]
+    await eventually(lambda: socket.texts == ["hello", "presence", "m6", "m7"])
+    assert not box.queue
 
 
 async def test_room_order_is_kept_for_every_socket():
@@ -57,9 +52,8 @@ async def test_room_order_is_kept_for_every_socket():
         box.release("hello", floor=0)
     for i in range(1, 301):
         hub.deliver(1, f"m{i}", i)
-    await settle()
-    for socket in sockets:
-        assert socket.texts == ["hello"] + [f"m{i}" for i in range(1, 301)]
+    expected = ["hello"] + [f"m{i}" for i in range(1, 301)]
+    await eventually(lambda: all(socket.texts == expected for socket in sockets))
 
 
 async def test_skip_leaves_out_one_socket():
@@ -70,8 +64,8 @@ async def test_skip_leaves_out_one_socket():
         box.release("hello", 0)
         hub.rooms.setdefault(1, {})[name] = box
     hub.deliver(1, "typing", skip="a")
-    await settle()
-    assert a.texts == ["hello"] and b.texts == ["hello", "typing"]
+    await eventually(lambda: a.texts == ["hello"] and b.texts == ["hello", "typing"])
+    assert not hub.rooms[1]["a"].queue  # delivered at once: nothing more is coming to a
 
 
 async def test_a_stuck_socket_is_closed_and_does_not_slow_the_room():
@@ -81,14 +75,14 @@ async def test_a_stuck_socket_is_closed_and_does_not_slow_the_room():
         box = Outbox(socket.send, room_id=1)
         box.release("hello", 0)
         hub.rooms.setdefault(1, {})[name] = box
-    await settle()
+    await eventually(lambda: healthy.texts == ["hello"])
+    healthy_box, stuck_box = hub.rooms[1]["healthy"], hub.rooms[1]["stuck"]
     for i in range(1, OUTBOX_LIMIT + 10):
         hub.deliver(1, f"m{i}", i)
         if i % 50 == 0:
-            await settle()  # the event loop runs the writers between arrivals
-    await settle()
-    assert len(healthy.texts) == OUTBOX_LIMIT + 10  # hello + every message
-    stuck_box = hub.rooms[1]["stuck"]
+            # Arrivals come over time: the healthy writer keeps up between them.
+            await eventually(lambda: not healthy_box.queue)
+    await eventually(lambda: len(healthy.texts) == OUTBOX_LIMIT + 10)  # hello + every message
     assert stuck_box.closed
     assert list(stuck_box.queue) == [protocol.CLOSE_TOO_SLOW]  # memory given back
     stuck_box.put("more", 99999)
@@ -102,7 +96,7 @@ async def test_close_sends_queued_frames_then_the_close_and_nothing_after():
     box.put("closed frame")
     box.close(protocol.CLOSE_POLICY)
     box.put("late")
-    await settle()
+    await eventually(lambda: box.task is not None and box.task.done())  # the writer ended
     assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_POLICY}
     assert socket.texts == ["hello", "closed frame"]
 
@@ -115,7 +109,7 @@ async def test_no_frame_after_leave():
     hub.rooms.setdefault(1, {})["c"] = box
     await hub.leave(1, "c")
     hub.deliver(1, "after", 1)
-    await settle()
+    await eventually(lambda: box.task.done())  # the writer was stopped: nothing more can go
     assert socket.texts in (["hello"], [])
     assert 1 not in hub.rooms
 
@@ -134,17 +128,15 @@ async def test_two_processes_share_room_frames_through_redis(settings, redis_url
     for i in range(1, 201):
         await first.publish(7, f"m{i}", i)
     await second.publish(7, "typing", skip="there")
-    for _ in range(100):
-        if len(here.texts) == 202 and len(there.texts) == 201:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: len(here.texts) == 202 and len(there.texts) == 201)
     expected = ["hello"] + [f"m{i}" for i in range(1, 201)]
     assert there.texts == expected  # in order, across processes, skip honoured
     assert here.texts == expected + ["typing"]
     await first.leave(7, "here")
     await second.leave(7, "there")
-    await asyncio.sleep(0.1)
+    # Forgotten at once (Hub.detach), and the room's channel with it.
     assert 7 not in first.rooms and 7 not in second.rooms
+    assert not first.subscriptions and not second.subscriptions
     for hub in (first, second):
         await hub.close()
 
@@ -163,10 +155,7 @@ async def test_a_lost_subscription_makes_clients_resync(settings, redis_url):
     # restart would (only that connection: the Redis server is shared).
     host, port = hub._link.pubsub.connection._writer.get_extra_info("sockname")[:2]
     await get_redis().execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
-    for _ in range(100):
-        if socket.sent and socket.sent[-1]["type"] == "websocket.close":
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: socket.sent and socket.sent[-1]["type"] == "websocket.close")
     assert socket.sent[-1] == {"type": "websocket.close", "code": protocol.CLOSE_RESTART}
     await hub.close()
 
@@ -182,9 +171,6 @@ async def test_many_first_subscriptions_at_once_share_one_working_reader(setting
     for n, box in enumerate(boxes):
         box.release("hello", 0)
         await hub.publish(100 + n, f"for room {100 + n}", 1)
-    for _ in range(100):
-        if all(len(s.texts) == 2 for s in sockets):
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: all(len(s.texts) == 2 for s in sockets))
     assert [s.texts for s in sockets] == [["hello", f"for room {100 + n}"] for n in range(40)]
     await hub.close()

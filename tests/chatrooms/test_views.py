@@ -13,16 +13,6 @@ from chatrooms.models import Membership, Message, Room
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def alice(user_factory):
-    return user_factory(username="alice", display_name="Alice")
-
-
-@pytest.fixture
-def bob(user_factory):
-    return user_factory(username="bob")
-
-
 @pytest.mark.parametrize(
     "url",
     ["/chats/", "/chats/general/", "/chats/nope/"],

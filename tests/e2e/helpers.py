@@ -379,8 +379,8 @@ class Person:
 
     def expect_stays_closed(self, opened: list[str], seconds: float = 3) -> None:
         """Still closed `seconds` later, with no new socket (`opened`: watch_sockets())."""
-        # The client's first reconnect would come within 0.5 s, and its
-        # countdown would show at once.
+        # Letting time pass is the point: the client's first reconnect would
+        # come within 0.5 s, and its countdown would show at once.
         self.page.wait_for_timeout(seconds * 1000)
         expect(self.status).not_to_have_text("Connected")
         expect(self.status).to_have_text("Disconnected")

@@ -2,6 +2,12 @@
 docs/screenshots/lobby.png and room.png (1280x800), settings.png (1280
 wide, the whole page) and phone.png (390x844).
 
+Made on request, by `make screenshots` (pytest runs this file by name); not a
+test module, so `make test` never collects it and never rewrites docs/. What
+these pages show is asserted by the browser tests (test_lobby_and_settings.py,
+test_chat.py, test_phone.py, test_invites.py); the checks here only make sure
+each picture shows what it should before it is taken.
+
 The conversation is stored with fixed times and the browsers' clocks start
 at a fixed moment, so that a run without changes to the pages writes the
 same pictures again (and git sees nothing new). The invite links have fixed
@@ -12,14 +18,23 @@ than the test server's random port.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import PASSWORD, PHONE, SCREENSHOTS, Site
+from tests.e2e.helpers import CHROMIUM, PASSWORD, PHONE, SCREENSHOTS, Site
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium_required():
+    """Asked for by name: a missing browser is an error here, never a skip."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM} to take the screenshots (apt-get install chromium)")
+
 
 NOW = dt.datetime(2026, 3, 12, 10, 5, tzinfo=dt.UTC)  # the browsers' "now"
 
