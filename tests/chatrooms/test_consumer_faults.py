@@ -34,21 +34,6 @@ async def aboom(*args, **kwargs):
     raise Boom("a bug")
 
 
-@pytest.fixture
-def alice(user_factory):
-    return user_factory(username="alice")
-
-
-@pytest.fixture
-def bob(user_factory):
-    return user_factory(username="bob")
-
-
-@pytest.fixture
-def room(room_factory, alice, bob):
-    return room_factory("General", owner=alice, members=[bob], slug="general")
-
-
 async def no_trace_of(username: str, room) -> None:
     """The user's sockets left the hub and presence (and Redis, when configured)."""
     for _ in range(50):

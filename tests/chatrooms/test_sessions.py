@@ -37,16 +37,6 @@ def _fresh_registry():
 
 
 @pytest.fixture
-def alice(user_factory):
-    return user_factory(username="alice")
-
-
-@pytest.fixture
-def room(room_factory, alice):
-    return room_factory("General", owner=alice, slug="general")
-
-
-@pytest.fixture
 def fast_check(settings):
     settings.CHAT_SESSION_CHECK_SECONDS = PERIOD
 

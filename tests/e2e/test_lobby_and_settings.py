@@ -100,3 +100,25 @@ def test_the_owner_sees_each_members_role_and_hands_moderation_out_and_back(peop
     expect(
         wes.page.get_by_role("button", name=f"Make moderator: {yan.username}", exact=True)
     ).to_be_visible()
+
+
+def test_a_rename_reaches_pages_already_open(people):
+    """The owner renames the room; a member's open page follows without a reload."""
+    owner = people("xena")
+    member = people("yuri")
+    slug = owner.create_room("Ops Chat", topic="Pages and alerts")
+    member.open_room(slug)
+    heading = member.page.get_by_role("heading", level=1)
+    expect(heading).to_have_text("Ops Chat")
+    opened = member.watch_sockets()
+
+    owner.open_settings(slug)
+    naming = owner.page.get_by_role("region", name="Name and topic")
+    naming.get_by_role("textbox").first.fill("Incident Room")
+    naming.get_by_role("textbox").nth(1).fill("One incident at a time")
+    naming.get_by_role("button", name="Save").click()
+
+    expect(heading).to_have_text("Incident Room")
+    expect(member.page.locator("#chat-room-topic")).to_have_text("One incident at a time")
+    expect(member.page).to_have_title(re.compile("^Incident Room"))
+    assert opened == []  # the same socket: no reload, no reconnect
