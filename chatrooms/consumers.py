@@ -17,7 +17,6 @@ always leaves, whatever happened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import uuid
@@ -283,8 +282,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         frame = protocol.typing_frame(
             user=self.user.username, display_name=self.display_name, active=event.active
         )
-        with contextlib.suppress(HubUnavailable):  # typing is a hint; never worth an error
-            await hub.publish(self.access.room_id, protocol.encode(frame), skip=self.conn_id)
+        await hub.publish(self.access.room_id, protocol.encode(frame), skip=self.conn_id)
 
     async def on_history(self, event: protocol.History):
         messages, has_more = await database_sync_to_async(selectors.message_history)(

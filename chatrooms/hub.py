@@ -390,41 +390,21 @@ class Hub:
     async def publish(
         self, room_id: int, text: str, message_id: int = 0, skip: str = "", close: int = 0
     ) -> None:
-        """Send a ready frame to every socket of the room, on every process.
-
-        Raises HubUnavailable when Redis refuses it: the frame is then kept
-        and published once Redis answers again (to processes whose sockets
-        did not resync meanwhile), and this process's link is checked.
-        """
-        if not self.uses_redis:
-            self.deliver(room_id, text, message_id, skip, close)
-            return
-        item = (_channel(room_id), _pack(text, message_id, skip, close))
-        if self._unsent:
-            self._unsent.append(item)  # after the older ones, in order
-            await self._flush_unsent()
-            if self._unsent:
-                raise HubUnavailable("Redis refused the frame; it will be sent again")
-            return
-        try:
-            await get_redis().publish(*item)
-        except Exception as exc:
-            self._unsent.append(item)
-            self._suspect_link()
-            raise HubUnavailable(f"publish failed: {type(exc).__name__}") from exc
+        """Send a ready frame to every socket of the room (but `skip`), on every process."""
+        self._on_loop()
+        self._enqueue((room_id, text, message_id, skip, close))
 
     def publish_sync(self, room_id: int, text: str, message_id: int = 0, close: int = 0) -> None:
         """publish() for synchronous code: every service, after its commit.
 
-        In a server process (the hub's loop runs) the frame joins the
-        process's ordered queue of outgoing frames, sent by one task in
-        pipelined batches: no thread waits for Redis, and frames leave in
-        the order they were committed (a process's writes run on one
-        thread). Elsewhere (a command, a WSGI view) it is published at once.
-        A Redis failure is logged, not raised: the write stands, and open
-        rooms get it in their catch-up when they resync.
+        In a server process (the hub's loop runs) the frame joins the same
+        ordered queue as publish(): no thread waits for Redis, and frames
+        leave in the order they were committed (a process's writes run on
+        one thread). Elsewhere (a command, a WSGI view) it is published at
+        once. A Redis failure is logged, not raised: the write stands, and
+        open rooms get it in their catch-up when they resync.
         """
-        item = (room_id, text, message_id, close)
+        item = (room_id, text, message_id, "", close)
         loop = self._loop
         if loop is not None and loop.is_running():
             try:
@@ -444,12 +424,19 @@ class Hub:
         else:
             async_to_sync(self.publish)(room_id, text, message_id, close=close)
 
-    def _enqueue(self, item: tuple[int, str, int, int]) -> None:
-        room_id, text, message_id, close = item
+    def _enqueue(self, item: tuple[int, str, int, str, int]) -> None:
+        """On the loop: deliver (no Redis) or queue for the one task that publishes, in order.
+
+        A PUBLISH that fails is kept (up to UNSENT_LIMIT frames) and sent,
+        still in order, once Redis answers again, for the processes whose
+        sockets did not resync meanwhile; this process's link is checked at
+        once. Publishing never raises to the caller.
+        """
+        room_id, text, message_id, skip, close = item
         if not self.uses_redis:
-            self.deliver(room_id, text, message_id, close=close)
+            self.deliver(room_id, text, message_id, skip, close)
             return
-        self._outgoing.append((_channel(room_id), _pack(text, message_id, "", close)))
+        self._outgoing.append((_channel(room_id), _pack(text, message_id, skip, close)))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_outgoing())
 

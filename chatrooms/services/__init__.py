@@ -26,7 +26,6 @@ from chatrooms.services.invites import (
     invite_create,
     invite_redeem,
     invite_revoke,
-    invite_state,
 )
 from chatrooms.services.messages import (
     message_create,
@@ -43,20 +42,17 @@ from chatrooms.services.moderation import (
     room_transfer_ownership,
 )
 from chatrooms.services.rooms import (
-    RESERVED_SLUGS,
     RoomAccess,
     membership_mark_read,
     room_create,
     room_enter,
     room_get_or_create_by_name,
     room_set_archived,
-    room_slug_for,
     room_update,
 )
 
 __all__ = [
     "INVITE_LIFETIMES",
-    "RESERVED_SLUGS",
     "InviteError",
     "RoomAccess",
     "ServiceError",
@@ -64,7 +60,6 @@ __all__ = [
     "invite_create",
     "invite_redeem",
     "invite_revoke",
-    "invite_state",
     "member_ban",
     "member_kick",
     "member_leave",
@@ -79,7 +74,6 @@ __all__ = [
     "room_enter",
     "room_get_or_create_by_name",
     "room_set_archived",
-    "room_slug_for",
     "room_transfer_ownership",
     "room_update",
     "user_sockets_close",

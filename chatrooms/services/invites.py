@@ -57,11 +57,6 @@ def invite_revoke(*, user, invite: Invite) -> None:
     Invite.objects.filter(id=invite.id, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
-def invite_state(invite: Invite) -> str:
-    """'live', 'revoked', 'expired' or 'used_up'."""
-    return invite.state
-
-
 @transaction.atomic
 def invite_redeem(*, user, token: str) -> Room:
     """Make `user` a member of the invite's room; raises Invite.DoesNotExist or InviteError.
@@ -76,7 +71,7 @@ def invite_redeem(*, user, token: str) -> Room:
         raise InviteError("banned")
     if room.is_archived:
         raise InviteError("archived")
-    state = invite_state(invite)
+    state = invite.state
     if membership is not None and state == "live":
         return room
     if state != "live":
