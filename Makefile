@@ -71,9 +71,13 @@ screenshots: setup-dev
 
 # The performance comparison (docs/performance.md): ours under daphne and
 # uvicorn against the Channels tutorial and a bare relay, on PostgreSQL +
-# Redis and on the embedded default. About 10 minutes; stops by itself.
-#   make bench BENCH_ARGS=--quick            a ~2-minute smoke run
-#   make bench BENCH_ARGS='--only ramp,idle --servers ours-uvicorn,relay'
+# Redis and on the embedded default, ramp steps of 8 s judged by the rule of
+# bench/rule.py. About 30 minutes; stops by itself (50 minutes at most).
+# Only the full run rewrites docs/performance.md; every table there names the
+# one command that measures it again, e.g.
+#   make bench BENCH_ARGS='--only ramp --servers ours-uvicorn --configs prod'
+#   make bench BENCH_ARGS=--quick            a smoke run (its figures do not count)
+#   .venv/bin/python bench/run.py --render bench/results/bench-<time>.json
 $(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
 	touch $@

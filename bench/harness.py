@@ -1,7 +1,8 @@
 """What bench/run.py and bench/soak.py share: servers, the machine, client processes.
 
 - ServerProc, stop_all: a server in its own process group, its CPU and RSS;
-  server_argv, bench_env: its command line and environment as the benchmarks run it.
+  server_argv, bench_env: its command line and environment as the benchmarks run it;
+  nginx_missing, start_nginx: deploy/nginx/chat.conf in front of two of them.
 - collectstatic, seed, sign_in: static files, users and rooms, sessions, before a run.
 - settle, Sampler, cpu_of, rss_of: the servers' CPU and memory.
 - machine_busy_s, busiest_others, pids_cpu, pg_backends, redis_cpu_s: the machine's
@@ -20,6 +21,7 @@ import multiprocessing as mp
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +37,7 @@ from pathlib import Path
 import psutil
 
 from deploy.servers import command
-from tests.live import Browserless, server_command, server_env
+from tests.live import Browserless, free_port, server_command, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -226,6 +228,56 @@ def server_argv(kind: str, port: int) -> list[str]:
     if kind == "tutorial":
         return command("daphne", port, app="bench.tutorial.asgi:application")
     return [sys.executable, str(ROOT / "bench" / "relay.py"), str(port)]
+
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_missing() -> str:
+    """Why nginx cannot be run here, or "" (tests/test_nginx.py runs it the same way)."""
+    if not os.path.exists(NGINX):
+        return "nginx is not installed (Debian: apt-get install nginx)"
+    return ""
+
+
+def start_nginx(
+    backends: list[ServerProc], static_root: str, folder: Path, log_path: Path
+) -> ServerProc:
+    """deploy/nginx/chat.conf, its ports and paths swapped for these, in front of backends.
+
+    As in tests/test_nginx.py: Debian's nginx, in the foreground, its files under folder;
+    worker processes as Debian's own nginx.conf has them (one per core), with room for
+    thousands of proxied sockets (two connections each).
+    """
+    if len(backends) != 2:
+        raise ValueError("deploy/nginx/chat.conf names two upstream processes")
+    port = free_port()
+    site = (ROOT / "deploy" / "nginx" / "chat.conf").read_text()
+    swaps = [
+        ("listen 80;", f"listen 127.0.0.1:{port};"),
+        ("127.0.0.1:8001", f"127.0.0.1:{backends[0].port}"),
+        ("127.0.0.1:8002", f"127.0.0.1:{backends[1].port}"),
+        ("/srv/chat/staticfiles/", f"{static_root}/"),
+    ]
+    for old, new in swaps:
+        if old not in site:
+            raise RuntimeError(f"deploy/nginx/chat.conf no longer has {old!r} to swap")
+        site = site.replace(old, new)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "chat.conf").write_text(site)
+    (folder / "nginx.conf").write_text(
+        # Workers as root when run as root: the temporary folder is private to its owner.
+        "daemon off;\nworker_processes auto;\nworker_rlimit_nofile 16384;\n"
+        f"{'user root;' if os.geteuid() == 0 else ''}\n"
+        f"pid {folder}/nginx.pid;\nerror_log stderr warn;\n"
+        "events { worker_connections 8192; }\n"
+        "http {\n  include /etc/nginx/mime.types;\n"
+        f"  access_log {folder}/access.log;\n"
+        f"  client_body_temp_path {folder}/body;\n  proxy_temp_path {folder}/proxy;\n"
+        f"  include {folder}/chat.conf;\n}}\n"
+    )
+    argv = [NGINX, "-e", "stderr", "-p", str(folder), "-c", str(folder / "nginx.conf")]
+    return ServerProc("nginx", argv, port, dict(os.environ), log_path, health=True).start()
 
 
 def bench_env(

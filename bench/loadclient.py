@@ -3,19 +3,30 @@
 bench/run.py starts two of these (bench.harness.ClientPool: multiprocessing,
 spawn) and drives them over a pipe with small commands:
 
-    connect  open sockets (bounded parallelism), read `hello` on ours, and
-             start one reader per socket
+    connect  open sockets (bounded parallelism, or all at once from a given
+             time), read `hello` on ours, then file every frame (FastConnection)
     run      send on schedule from the sender sockets for a fixed time
     collect  wait (bounded) until every socket has every message sent in its
              room, then count lost / duplicated / stray and the latencies
     close    close every socket
     quit
 
-Receiving is kept cheap so that the client is not the bottleneck: a reader
-only appends (socket, receive time, raw text) to a list; parsing (orjson)
-happens after the sending stops. Payload: TEXT = "sender:seq:monotonic_ns";
-CLOCK_MONOTONIC is system-wide on Linux, so receive time minus the time in
-TEXT is the delivery latency even across processes.
+Receiving is kept cheap so that the client is not the bottleneck: once a
+socket is open (and, on ours, has its hello), every whole text frame is
+appended as (socket, receive time, raw bytes) to one list straight from the
+connection's data_received callback (FastConnection), with no task woken per
+frame; parsing (orjson) happens after the sending stops. websockets still
+does the handshake, pings, pongs and closing.
+
+Payload: TEXT = "sender:seq:monotonic_ns", the time the message was
+*scheduled* to be sent (a sender held up, by the server not reading or by
+this process being busy, does not hide the wait); CLOCK_MONOTONIC is
+system-wide on Linux, so receive time minus the time in TEXT is the delivery
+latency even across processes.
+
+While it sends, a process also watches itself (Monitor): its CPU over the
+sending window and how late its event loop runs, so that a step where the
+load client, not the server, is the limit can be told apart (bench/rule.py).
 
 PipeWorker (the command loop) and run_loop (uvloop when installed) serve
 bench/soak.py's client processes too.
@@ -32,8 +43,9 @@ from array import array
 from collections import Counter
 
 import orjson
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Opcode
 
 MAX_ERRORS = 5  # error texts kept per command
 
@@ -41,6 +53,76 @@ MAX_ERRORS = 5  # error texts kept per command
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+class Monitor:
+    """This process's CPU and event-loop lag over a window of monotonic time.
+
+    A task wakes every TICK_S and records how late it woke (the loop's lag: how long
+    ready callbacks, readers included, waited) and, at the window's ends, the CPU time
+    used. Late wake-ups mean a busy loop, or a process the machine gave no CPU.
+    """
+
+    TICK_S = 0.02
+
+    def __init__(self, start_ns: int, end_ns: int):
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.lags_ms: list[float] = []
+        self.cpu = (0.0, 0.0)
+        self.wall_ns = (0, 0)
+        self.task = asyncio.create_task(self.watch())
+
+    async def watch(self) -> None:
+        now = time.monotonic_ns()
+        if now < self.start_ns:
+            await asyncio.sleep((self.start_ns - now) / 1e9)
+        cpu0, t0 = cpu_seconds(), time.monotonic_ns()
+        tick = int(self.TICK_S * 1e9)
+        due = t0 + tick
+        while due < self.end_ns:
+            await asyncio.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
+            now = time.monotonic_ns()
+            self.lags_ms.append((now - due) / 1e6)
+            due = max(due + tick, now + tick // 4)
+        self.cpu = (cpu0, cpu_seconds())
+        self.wall_ns = (t0, time.monotonic_ns())
+
+    async def result(self) -> dict:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 30)
+        (c0, c1), (t0, t1) = self.cpu, self.wall_ns
+        lags = sorted(self.lags_ms)
+
+        def at(q: float):
+            return lags[min(len(lags) - 1, int(q * len(lags)))] if lags else None
+
+        return {
+            "cpu_s": c1 - c0,
+            "wall_s": (t1 - t0) / 1e9,
+            "cpu_pct": 100 * (c1 - c0) / ((t1 - t0) / 1e9) if t1 > t0 else None,
+            "lag_p99_ms": at(0.99),
+            "lag_max_ms": lags[-1] if lags else None,
+        }
+
+
+class FastConnection(ClientConnection):
+    """A client connection that, once `sink` is set, appends each whole text frame to it.
+
+    (index, monotonic_ns on arrival, raw bytes): stamped in data_received, before any
+    task runs, so that the client's own scheduling adds as little as it can to the
+    latency. Until then (the handshake, our hello) frames go to websockets' own queue.
+    """
+
+    sink: list | None = None
+    index = 0
+
+    def process_event(self, event) -> None:
+        sink = self.sink
+        if sink is not None and getattr(event, "opcode", None) is Opcode.TEXT and event.fin:
+            sink.append((self.index, time.monotonic_ns(), event.data))
+            return
+        super().process_event(event)
 
 
 class Sock:
@@ -111,27 +193,36 @@ class Worker(PipeWorker):
 
     # --- reading -------------------------------------------------------------
 
-    async def read(self, idx: int, sock: Sock) -> None:
-        ws = sock.ws
-        now = time.monotonic_ns
+    async def watch(self, sock: Sock) -> None:
+        """Note the close code when the server closes the socket."""
         try:
-            async for raw in ws:
-                self.buf.append((idx, now(), raw))
-        except ConnectionClosed as exc:
-            sock.closed = exc.rcvd.code if exc.rcvd else 1006
-        except Exception:
-            sock.closed = -1
-        else:
-            sock.closed = ws.close_code
+            await sock.ws.wait_closed()
+        finally:
+            sock.closed = sock.ws.close_code or 1006
 
     # --- commands ------------------------------------------------------------------
 
-    async def op_connect(self, specs: list[dict], concurrency: int, hello: bool, open_s: float):
-        """Open sockets; `hello`: the first frame must be our server's hello."""
-        gate = asyncio.Semaphore(concurrency)
+    async def op_connect(
+        self,
+        specs: list[dict],
+        concurrency: int,
+        hello: bool,
+        open_s: float,
+        start_ns: int = 0,
+    ):
+        """Open sockets; `hello`: the first frame must be our server's hello.
+
+        concurrency 0 opens every socket at once, at start_ns (the same moment in every
+        client process); times run from each socket's TCP connect to its hello.
+        """
+        gate = asyncio.Semaphore(concurrency or len(specs) or 1)
         times: list[int] = []
         errors: Counter = Counter()
+        now = time.monotonic_ns()
+        if start_ns > now:
+            await asyncio.sleep((start_ns - now) / 1e9)
         started = time.monotonic_ns()
+        cpu0 = cpu_seconds()
 
         async def one(spec: dict) -> None:
             async with gate:
@@ -149,6 +240,10 @@ class Worker(PipeWorker):
                         max_size=2**22,
                         max_queue=4096,
                         user_agent_header=None,
+                        create_connection=FastConnection,
+                        # No proxy: reading the proxy variables from the environment took
+                        # half of the client's CPU per handshake in a connect storm.
+                        proxy=None,
                     )
                     if hello:
                         async with asyncio.timeout(open_s):
@@ -164,32 +259,41 @@ class Worker(PipeWorker):
                 times.append(time.monotonic_ns() - t0)
                 sock = Sock(ws, spec["room"], spec.get("sid"))
                 self.sockets.append(sock)
-                sock.reader = asyncio.create_task(self.read(len(self.sockets) - 1, sock))
+                ws.index = len(self.sockets) - 1
+                ws.sink = self.buf
+                sock.reader = asyncio.create_task(self.watch(sock))
 
         await asyncio.gather(*(one(spec) for spec in specs))
-        self.buf = []
+        wall_ns = time.monotonic_ns() - started
+        self.buf.clear()
         return {
             "connected": len(times),
             "rooms": dict(Counter(s.room for s in self.sockets)),
             "failed": sum(errors.values()),
             "errors": errors.most_common(MAX_ERRORS),
             "connect_ns": times,
-            "wall_ns": time.monotonic_ns() - started,
+            "start_ns": started,
+            "wall_ns": wall_ns,
+            "cpu_pct": 100 * (cpu_seconds() - cpu0) / (wall_ns / 1e9) if wall_ns else None,
         }
 
     async def op_status(self):
         """How many sockets are open, and the close codes of those that are not."""
         codes = Counter(s.closed for s in self.sockets if s.closed is not None)
-        self.buf = []
+        self.buf.clear()
         return {"open": sum(1 for s in self.sockets if s.closed is None), "closed": dict(codes)}
 
     async def op_run(
         self, start_ns: int, duration: float, rates: dict, offsets: dict, proto: str, tag: str
     ):
-        """Send from each sender socket at its rate, from start_ns, for duration seconds."""
-        self.buf = []
+        """Send from each sender socket at its rate, from start_ns, for duration seconds.
+
+        Every process watches its own CPU and loop lag over the sending window.
+        """
+        self.buf.clear()
         self.cpu0 = cpu_seconds()
         self.wall0 = time.monotonic_ns()
+        monitor = Monitor(start_ns, start_ns + int(duration * 1e9))
         senders = [s for s in self.sockets if s.sid is not None and s.sid in rates]
         results = await asyncio.gather(
             *(
@@ -201,6 +305,7 @@ class Worker(PipeWorker):
             "sent": {sid: (first, count) for sid, first, count, _ in results},
             "planned": sum(max(1, round(rates[s.sid] * duration)) for s in senders),
             "behind_ms": max((b for *_, b in results), default=0) / 1e6,
+            "monitor": await monitor.result(),
         }
 
     async def send_loop(
@@ -231,7 +336,7 @@ class Worker(PipeWorker):
             if now > hard_end or sock.closed is not None:
                 break
             seq = first + k
-            text = f"{sid}:{seq}:{now}"
+            text = f"{sid}:{seq}:{target}"  # the scheduled time: lateness counts as latency
             if proto == "ours":
                 frame = (
                     f'{{"type":"chat.message","message":"{text}","client_id":"{tag}-{sid}-{seq}"}}'
@@ -274,6 +379,7 @@ class Worker(PipeWorker):
         busy_cpu = cpu_seconds() - self.cpu0
         busy_wall = (time.monotonic_ns() - self.wall0) / 1e9
         lat = array("q")
+        sent_at = array("q")  # each delivery's scheduled send time (monotonic ns)
         dup = stray = other = 0
         first_recv = last_recv = 0
         pos = 0
@@ -303,7 +409,9 @@ class Worker(PipeWorker):
                     continue
                 seen.add(key)
                 missing -= 1
-                lat.append((t - int(text[cut + 1 :])) // 1000)
+                scheduled = int(text[cut + 1 :])
+                lat.append((t - scheduled) // 1000)
+                sent_at.append(scheduled)
                 if not first_recv or t < first_recv:
                     first_recv = t
                 if t > last_recv:
@@ -312,7 +420,7 @@ class Worker(PipeWorker):
             if missing <= 0 or time.monotonic_ns() >= deadline_ns:
                 break
             await asyncio.sleep(0.05)
-        self.buf = []
+        self.buf.clear()
         closed = Counter(s.closed for s in self.sockets if s.closed is not None)
         return {
             "received": len(lat),
@@ -321,6 +429,7 @@ class Worker(PipeWorker):
             "stray": stray,
             "other": other,
             "lat_us": lat.tobytes(),
+            "sent_ns": sent_at.tobytes(),
             "first_recv_ns": first_recv,
             "last_recv_ns": last_recv,
             "cpu_s": busy_cpu,
@@ -347,7 +456,7 @@ class Worker(PipeWorker):
                 if sock.reader is not None:
                     sock.reader.cancel()
             await asyncio.gather(*(s.reader for s in socks if s.reader), return_exceptions=True)
-        self.buf = []
+        self.buf.clear()
         return {"closed": len(socks)}
 
 

@@ -1,7 +1,7 @@
 """`make bench`: our chat server against the Channels tutorial and a bare relay.
 
 Same machine, same run, same load clients (bench/loadclient.py, two
-processes). Servers:
+processes by default). Servers:
 
     ours-daphne   project.asgi:application under daphne
     ours-uvicorn  project.asgi:application under uvicorn (uvloop, httptools)
@@ -10,18 +10,27 @@ processes). Servers:
 
 Configurations: `prod` (PostgreSQL + Redis: a fresh database, a unique Redis
 prefix) and `embedded` (SQLite file + in-memory channel layer). The relay
-has neither and runs once. Workloads: fanout, ramp, idle, rooms, two (see
-docs/performance.md). Writes docs/performance.md, docs/performance.png and
-bench/results/bench-<time>.json; prints the tables.
+has neither and runs once. Workloads: idle, fanout, ramp, rooms, two, nginx
+(bench/workloads.py; docs/performance.md). A ramp step passes by the rule of
+bench/rule.py, with steps of 8 s or more; shorter steps (--ramp-seconds,
+--quick) are for smoke runs, and the report says their figures do not count.
 
-    python bench/run.py [--quick] [--only fanout,ramp,...] [--servers ours-daphne,...]
-                        [--configs prod,embedded] [--no-docs]
-    python bench/run.py --render bench/results/bench-<time>.json   # docs from saved results
+    python bench/run.py                 # everything: writes docs/performance.md and .png
+    python bench/run.py --only ramp --servers ours-uvicorn --configs prod   # one figure
+    python bench/run.py --quick         # a smoke run (its figures do not count)
+    python bench/run.py --render bench/results/bench-<time>.json [--out DIR]
+
+Every run prints its tables and saves bench/results/bench-<time>.json. Only a
+full run (every workload, server and configuration, default sizes) rewrites
+docs/performance.md and docs/performance.png; --docs makes any run do it,
+--no-docs stops a full run from doing it, --out DIR writes them elsewhere.
+Every table of the page names the one command that measures it again.
 
 The pieces: bench/harness.py (server processes, the machine, client processes,
-what bench/soak.py shares), bench/workloads.py (sizes and rates, what each
-workload measures), bench/loadclient.py (the load clients), bench/report.py
-(tables and docs). This file: the command line and the order of the run.
+nginx, what bench/soak.py shares), bench/workloads.py (sizes and rates, what
+each workload measures), bench/rule.py (when a ramp step passes),
+bench/loadclient.py (the load clients), bench/report.py (tables and docs).
+This file: the command line and the order of the run.
 """
 
 from __future__ import annotations
@@ -46,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import loadclient, report  # noqa: E402
+from bench import loadclient, report, rule  # noqa: E402
 from bench.harness import (  # noqa: E402
     DOCS,
     LIVE,
@@ -63,6 +72,7 @@ from bench.harness import (  # noqa: E402
     git_state,
     interrupt_on_sigterm,
     log,
+    nginx_missing,
     package_versions,
     raise_nofile,
     redis_cleanup,
@@ -70,9 +80,10 @@ from bench.harness import (  # noqa: E402
     seed,
     server_argv,
     sign_in,
+    start_nginx,
     stop_all,
 )
-from bench.report import fmt_ms, summary  # noqa: E402
+from bench.report import connect_summary, summary  # noqa: E402
 from bench.workloads import (  # noqa: E402
     QUICK,
     RETRIES,
@@ -81,6 +92,7 @@ from bench.workloads import (  # noqa: E402
     memberships,
     wl_fanout_ramp,
     wl_idle,
+    wl_nginx,
     wl_rooms,
     wl_two,
 )
@@ -88,7 +100,8 @@ from tests.live import free_port, fresh_database  # noqa: E402
 
 SERVERS = ["ours-daphne", "ours-uvicorn", "tutorial", "relay"]
 CONFIGS = ["prod", "embedded"]
-WORKLOADS = ["idle", "fanout", "ramp", "rooms", "two"]
+WORKLOADS = ["idle", "fanout", "ramp", "rooms", "two", "nginx"]
+FORMAT = 2  # of the results file: 2 = ramp steps judged by bench/rule.py
 # The comma-separated options: --name, what they choose, from what.
 CHOICES = [
     ("only", "workloads", WORKLOADS),
@@ -111,6 +124,7 @@ class Bench:
         self.started = time.monotonic()
         self.clients: ClientPool | None = None
         self.static_root = ""
+        self.tmp: Path | None = None
 
     # servers ---------------------------------------------------------------------
 
@@ -169,7 +183,7 @@ class Bench:
 
     def ensure_clients(self) -> ClientPool:
         if self.clients is None:
-            self.clients = ClientPool(loadclient.worker_main, 2)
+            self.clients = ClientPool(loadclient.worker_main, self.p.clients)
         return self.clients
 
     def reset_clients(self) -> None:
@@ -178,10 +192,12 @@ class Bench:
                 self.clients.close()
         self.clients = None
 
-    def measure(
-        self, target: Target, config: str, second: ServerProc | None = None, make_second=None
-    ) -> dict:
-        """Every selected workload on one target; an error ends that workload only."""
+    def measure(self, target: Target, config: str, make_second=None) -> dict:
+        """Every selected workload on one target; an error ends that workload only.
+
+        make_second (ours on PostgreSQL + Redis): starts a second server process of the
+        same kind, for the two-process workloads.
+        """
         p, only = self.p, self.args.only
         out: dict = {}
         steps = [("idle", lambda c: wl_idle(c, target, p))]
@@ -189,12 +205,19 @@ class Bench:
             steps.append(("fanout+ramp", lambda c: wl_fanout_ramp(c, target, p, only)))
         steps.append(("rooms", lambda c: wl_rooms(c, target, p)))
         if make_second is not None:
+            steps.append(("nginx", lambda c: self.nginx(c, target, make_second)))
             steps.append(("two", lambda c: self.two(c, target, make_second)))
         for name, fn in steps:
-            if name in {"idle", "rooms", "two"} and name not in only:
+            if name in {"idle", "rooms", "two", "nginx"} and name not in only:
                 continue
             if self.over_budget():
                 self.results["skipped"].append(f"{config}/{target.name}/{name}: over budget")
+                continue
+            if name == "nginx" and nginx_missing():
+                why = nginx_missing()
+                out["nginx"] = {"skipped": why}
+                self.results["skipped"].append(f"{config}/{target.name}/nginx: {why}")
+                log(f"{config} {target.name}: nginx skipped: {why}")
                 continue
             log(f"{config} {target.name}: {name}")
             try:
@@ -209,14 +232,9 @@ class Bench:
                 out.update(value)
             else:
                 out[name] = value
-                if name == "idle":
-                    log(
-                        f"  idle {value['connected']}/{value['sockets']} sockets, connect p50 "
-                        f"{fmt_ms(value['connect_p50_ms'])} p99 {fmt_ms(value['connect_p99_ms'])}"
-                        f" ms, {value['kib_per_socket'] or 0:.1f} KiB/socket, open after hold "
-                        f"{value['open']}"
-                    )
-                elif name in {"rooms", "two"}:
+                if name in {"idle", "nginx"}:
+                    log(f"  {name}  {connect_summary(value)}")
+                elif name == "rooms":
                     log(f"  {name}  {summary(value)}")
             if not all(s.alive() for s in target.servers):
                 out.setdefault("errors", []).append(f"server died during {name}")
@@ -225,12 +243,30 @@ class Bench:
         return out
 
     def two(self, clients: ClientPool, target: Target, make_second) -> dict:
-        second = make_second()
+        second = make_second("2nd")
         try:
             return wl_two(clients, target, second, self.p)
         finally:
             second.stop()
             self.scan_log(second, f"{target.config}-{target.name}-2nd")
+
+    def nginx(self, clients: ClientPool, target: Target, make_second) -> dict:
+        """deploy/nginx/chat.conf in front of the target's server and a second one."""
+        second = make_second("nginx-2nd")
+        tag = f"{target.config}-{target.name}-nginx"
+        proxy = None
+        try:
+            backends = [*target.servers, second]
+            proxy = start_nginx(
+                backends, self.static_root, self.tmp / tag, self.logdir / f"{tag}.log"
+            )
+            return wl_nginx(clients, target, backends, proxy, self.p)
+        finally:
+            if proxy is not None:
+                proxy.stop()
+                self.scan_log(proxy, tag)
+            second.stop()
+            self.scan_log(second, f"{tag}-2nd")
 
     def run_config(self, config: str, tmp: Path) -> None:
         servers = [s for s in self.args.servers if s != "relay"]
@@ -294,8 +330,8 @@ class Bench:
                         make_second = None
                         if prod and kind.startswith("ours"):
 
-                            def make_second(kind=kind, env=env, name=name):
-                                return self.server(kind, env, name + "-2nd")
+                            def make_second(suffix, kind=kind, env=env, name=name):
+                                return self.server(kind, env, f"{name}-{suffix}")
 
                         self.results["runs"].setdefault(config, {})[kind] = self.measure(
                             target, config, make_second=make_second
@@ -325,6 +361,7 @@ class Bench:
         self.results["meta"] = machine_meta(self)
         with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmpdir:
             tmp = Path(tmpdir)
+            self.tmp = tmp
             try:
                 self.static_root = collectstatic(tmp, self.secret)
                 # The relay first: it has no configuration and is the cheapest.
@@ -385,10 +422,15 @@ def machine_meta(bench: Bench) -> dict:
     if dirty:
         commit += " (chatrooms/ or project/ with uncommitted changes)"
     return {
+        "format": FORMAT,
         "run_id": bench.run_id,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "make bench"
-        + (f" BENCH_ARGS='{' '.join(sys.argv[1:])}'" if sys.argv[1:] else ""),
+        "command": " ".join(["python bench/run.py", *sys.argv[1:]]).strip(),
+        # What sets this run's sizes apart from the defaults: every reproducing command
+        # in the report carries it.
+        "options": size_options(bench.args),
+        "full": bench.args.full,
+        "clients": bench.p.clients,
         "quick": bench.args.quick,
         "nproc": os.cpu_count(),
         "cpu": cpu_model,
@@ -410,8 +452,12 @@ def machine_meta(bench: Bench) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a ~2-minute smoke run")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run, small and short (figures do not count)"
+    )
     for attr, what, allowed in CHOICES:
         parser.add_argument(
             f"--{attr}",
@@ -421,15 +467,35 @@ def parse_args(argv=None):
     parser.add_argument(
         "--ramp-seconds",
         type=float,
-        help="length of each ramp step (default 2.5 s; use 8 or more to see a growing backlog)",
+        help=f"length of each ramp step (default {Params.ramp_s:g} s; shorter steps are for "
+        f"smoke runs: their figures do not count)",
+    )
+    parser.add_argument(
+        "--ramp-rates",
+        help="the ramp's messages/s in the room, comma-separated (default "
+        + ",".join(str(r) for r in Params.ramp_rates)
+        + ")",
+    )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        help=f"load-client processes (default {Params.clients})",
+    )
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="write docs/performance.md and .png even from a partial or smoke run",
     )
     parser.add_argument(
         "--no-docs", action="store_true", help="do not write docs/performance.md and .png"
     )
     parser.add_argument(
+        "--out", metavar="DIR", help="write performance.md and performance.png to DIR"
+    )
+    parser.add_argument(
         "--render",
         metavar="RESULTS_JSON",
-        help="measure nothing: print the tables and rewrite the docs from a saved results file",
+        help="measure nothing: print the tables and write the docs from a saved results file",
     )
     args = parser.parse_args(argv)
     for attr, _, allowed in CHOICES:
@@ -438,24 +504,84 @@ def parse_args(argv=None):
         if bad:
             parser.error(f"--{attr}: unknown {bad}; choose from {allowed}")
         setattr(args, attr, chosen)
+    args.full = (
+        not args.quick
+        and args.ramp_seconds is None
+        and args.ramp_rates is None
+        and args.clients is None
+        and all(set(getattr(args, attr)) == set(allowed) for attr, _, allowed in CHOICES)
+    )
     args.only = set(args.only)
     args.servers = [s for s in SERVERS if s in args.servers]
     args.configs = [c for c in CONFIGS if c in args.configs]
+    if args.ramp_rates is not None:
+        try:
+            rates = tuple(float(x) for x in args.ramp_rates.split(",") if x.strip())
+        except ValueError:
+            parser.error("--ramp-rates: numbers, comma-separated")
+        if not rates or sorted(rates) != list(rates) or min(rates) <= 0:
+            parser.error("--ramp-rates: rising positive numbers")
+        args.ramp_rates = tuple(int(r) if r == int(r) else r for r in rates)
+    if args.ramp_seconds is not None and args.ramp_seconds <= 0:
+        parser.error("--ramp-seconds: a positive number")
+    if args.clients is not None and not 1 <= args.clients <= 16:
+        parser.error("--clients: 1 to 16")
     return args
+
+
+def size_options(args) -> str:
+    """The options of this run that change sizes (not what is measured), as typed."""
+    out = []
+    if args.quick:
+        out.append("--quick")
+    if args.ramp_seconds is not None:
+        out.append(f"--ramp-seconds {args.ramp_seconds:g}")
+    if args.ramp_rates is not None:
+        out.append("--ramp-rates " + ",".join(f"{r:g}" for r in args.ramp_rates))
+    if args.clients is not None:
+        out.append(f"--clients {args.clients}")
+    return " ".join(out)
+
+
+def params(args) -> Params:
+    p = QUICK if args.quick else Params()
+    changes = {}
+    if args.ramp_seconds is not None:
+        changes["ramp_s"] = args.ramp_seconds
+    if args.ramp_rates is not None:
+        changes["ramp_rates"] = args.ramp_rates
+    if args.clients is not None:
+        changes["clients"] = args.clients
+    return dataclasses.replace(p, **changes)
+
+
+def write_docs(results: dict, args) -> None:
+    out = Path(args.out) if args.out else DOCS
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_docs(results, out / "performance.md", out / "performance.png")
+    log(f"wrote {out / 'performance.md'} and {out / 'performance.png'}")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.render:
         results = json.loads(Path(args.render).read_text())
+        if results.get("meta", {}).get("format") != FORMAT:
+            log(
+                f"{args.render} was written by an older bench/run.py (2.5 s steps, another "
+                "pass rule): measure again"
+            )
+            return 2
         print(report.tables(results))
         if not args.no_docs:
-            report.write_docs(results, DOCS / "performance.md", DOCS / "performance.png")
-            log("wrote docs/performance.md and docs/performance.png")
+            write_docs(results, args)
         return 0
-    p = QUICK if args.quick else Params()
-    if args.ramp_seconds:
-        p = dataclasses.replace(p, ramp_s=args.ramp_seconds)
+    p = params(args)
+    if p.ramp_s < rule.MIN_STEP_S:
+        log(
+            f"ramp steps of {p.ramp_s:g} s, under {rule.MIN_STEP_S:g} s: a smoke run; "
+            "its ramp figures do not count"
+        )
     raise_nofile()
     interrupt_on_sigterm()
     bench = Bench(args, p)
@@ -471,9 +597,13 @@ def main(argv=None) -> int:
     text = report.tables(results)
     print()
     print(text)
-    if not args.no_docs:
-        report.write_docs(results, DOCS / "performance.md", DOCS / "performance.png")
-        log("wrote docs/performance.md and docs/performance.png")
+    if (args.full or args.docs) and not args.no_docs:
+        write_docs(results, args)
+    else:
+        log(
+            "docs/performance.md left as it is (a partial or smoke run); "
+            f"python bench/run.py --render {out.relative_to(ROOT)} writes it"
+        )
     log(f"raw results: {out.relative_to(ROOT)}; total {results['meta']['wall_s']:.0f} s")
     return 1 if results["errors"] else 0
 
