@@ -26,19 +26,23 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import Error as DatabaseError
-from redis.exceptions import RedisError
 
 from chatrooms import protocol, selectors, services, sessions
-from chatrooms.hub import HubUnavailable, Outbox, hub
+from chatrooms import writer as writer_module
+from chatrooms.access import connect_cache, history_loader
+from chatrooms.hub import Outbox, hub
 from chatrooms.presence import Conn, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
+from chatrooms.writer import writer
 
 logger = logging.getLogger(__name__)
 
 # Storage or Redis cannot do it right now; worth trying again.
-UNAVAILABLE = (DatabaseError, RedisError, HubUnavailable, OSError)
+UNAVAILABLE = writer_module.UNAVAILABLE
 CLEANUP_TIMEOUT = 5.0  # seconds for the Redis half of cleanup; local state goes first
+IN_FLIGHT = 8  # messages of one socket waiting for storage before reading waits
+# Frames that wait for the socket's earlier messages to be stored first.
+ORDERED_AFTER_MESSAGES = frozenset({"chat.edit", "chat.delete", "history", "read"})
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -50,6 +54,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel for this consumer (get_channel_layer answers
     # None for an alias that is not configured): see the module docstring.
     channel_layer_alias = "chat-consumers-use-the-hub"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.storing: set[asyncio.Future] = set()  # messages the writer has not answered
 
     async def __call__(self, scope, receive, send):
         """Run the socket; whatever ends it (even an exception), clean up."""
@@ -108,20 +116,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await super().accept(subprotocol, headers)
 
     async def open(self):
-        """The handshake's work: check, accept, join the hub and presence, say hello."""
-        user = self.scope["user"]
-        if not user.is_authenticated or not user.is_active:
-            await self.close()
-            return
+        """The handshake's work: check, accept, join the hub and presence, say hello.
+
+        Who the session signs in and their access to the room come from the
+        process's connect cache when it holds both (chatrooms/access.py: no
+        database), else from one database hop, which the cache may keep.
+        """
+        self.session_key = self.scope.get("session_key") or ""
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        access = await database_sync_to_async(services.room_enter)(user=user, slug=slug)
-        if access is None:
-            await self.close()
+        user = connect_cache.user(self.session_key) if self.session_key else None
+        access = connect_cache.access(user.id, slug) if user is not None else None
+        if access is None and user is not None:  # the room's first socket may be verifying it
+            access = await connect_cache.access_verified(user.id, slug)
+        unverified = None
+        if access is None and self.session_key:
+            user, access, unverified = await connect_cache.read(self.session_key, slug, user)
+        if user is None or not user.is_active or access is None:
+            await self.close()  # signed out or inactive; no such room, private, banned
             return
+        try:
+            await self._open(user, access, unverified)
+        finally:
+            if unverified is not None:
+                connect_cache.settle_room(unverified)
+
+    async def _open(self, user, access: services.RoomAccess, unverified) -> None:
+        """open() once the user may enter: accept, join, say hello.
+
+        `unverified`: the cache's provisional room, which this socket read
+        before this process heard the room's channel; once joined it reads
+        the room again for the cache (and in case it was archived or renamed
+        in between).
+        """
+        self.scope["user"] = user
         self.access, self.user = access, user
         self.conn_id = uuid.uuid4().hex
-        session = self.scope.get("session")
-        self.session_key = (session.session_key if session is not None else "") or ""
         self.display_name = user.shown_name
         self.budget = FrameBudget()
         await self.accept()
@@ -135,17 +164,36 @@ class ChatConsumer(AsyncWebsocketConsumer):
             handler=self.on_control,
         )
         await hub.join(access.room_id, self.conn_id, self.outbox)
+        if unverified is not None:
+            verified = await connect_cache.verify_room(unverified, access)
+            if verified is None:  # archived between the two reads: as if it were just now
+                self.outbox.release(protocol.encode(protocol.closed_frame("archived")), 0)
+                self.outbox.close(protocol.CLOSE_POLICY)
+                return
+            self.access = access = verified
         await hub.join_user(user.id, self.conn_id, self.on_control)
         self.conn = Conn(self.conn_id, access.room_id, user.username, self.display_name)
-        joined = await tracker.join(self.conn)
-        await self.send_hello()
+        joined, online, names = await tracker.join_listing(self.conn)  # one round trip
+        await self.send_hello(online, names)
         if joined:
             try:
-                await broadcast_presence(access.room_id, user.username, "join", skip=self.conn_id)
+                await broadcast_presence(
+                    access.room_id,
+                    user.username,
+                    "join",
+                    skip=self.conn_id,
+                    listing=(online, names),
+                )
             except UNAVAILABLE:  # the others reconcile from the next `online` list
                 logger.warning("presence join of %s not broadcast", user.username)
 
-    async def send_hello(self):
+    async def send_hello(self, online: list[str], names: dict[str, str]):
+        """hello: the room, who is online, and the latest messages (or the catch-up).
+
+        The latest page comes from the room's recent frames in the hub when
+        this process has them (Hub.recent_page), else from the database; a
+        catch-up (`?after=`) always reads the database.
+        """
         access = self.access
         after = _positive_int(self.scope.get("query_string", b""), "after")
         page = settings.CHAT_HISTORY_PAGE
@@ -160,8 +208,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             "user": {"username": self.user.username, "display_name": self.display_name},
         }
         if after is None:
-            messages, has_more = await database_sync_to_async(selectors.message_history)(
-                room_id=access.room_id, before=None, limit=page
+            messages, has_more = await hub.recent_page(
+                access.room_id, page, history_loader(access.room_id)
             )
         else:
             catch_up = await database_sync_to_async(selectors.message_catch_up)(
@@ -169,7 +217,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             messages, has_more = catch_up.messages, catch_up.has_more
             hello["truncated"] = catch_up.truncated
-        hello["online"], hello["names"] = await tracker.online_with_names(access.room_id)
+        hello["online"], hello["names"] = online, names
         hello["messages"] = messages
         hello["has_more"] = has_more
         hello["last_read"] = access.last_read_id
@@ -229,6 +277,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             elif not self.budget.take():
                 raise protocol.ProtocolError("rate_limited", "Too many frames; slow down.")
             else:
+                if self.storing and event.type in ORDERED_AFTER_MESSAGES:
+                    # This socket's frames take effect in the order sent.
+                    await asyncio.wait(self.storing)
                 await getattr(self, "on_" + event.type.replace(".", "_"))(event)
         except protocol.ProtocolError as exc:
             self.reply(exc.frame())
@@ -257,16 +308,44 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox.put(protocol.encode(frame))
 
     async def on_message(self, event: protocol.ChatMessage):
-        """Store (the service broadcasts it with the server's username, id and time)."""
+        """Hand the message to the process's writer and go on reading.
+
+        The writer stores it and broadcasts it with the server's username,
+        id and time (the sender sees it come back); a failure is answered
+        here, with the client_id. At most IN_FLIGHT messages of a socket
+        wait for storage; past that, reading this socket waits too.
+        """
         access = self.access
         if not await message_allowed(user_id=self.user.id, room_id=access.room_id):
             raise protocol.ProtocolError("rate_limited", "You are sending messages too fast.")
-        await database_sync_to_async(services.message_create)(
+        while len(self.storing) >= IN_FLIGHT:
+            await asyncio.wait(self.storing, return_when=asyncio.FIRST_COMPLETED)
+        answer = writer.submit(
             room_id=access.room_id,
-            user=self.user,
+            author_id=self.user.id,
+            username=self.user.username,
+            display_name=self.display_name,
             body=event.message,
             client_id=event.client_id,
         )
+        self.storing.add(answer)
+        answer.add_done_callback(lambda done: self.on_stored(done, event))
+
+    def on_stored(self, answer: asyncio.Future, event: protocol.ChatMessage) -> None:
+        """The writer's answer: nothing to say when stored (the broadcast is the echo)."""
+        self.storing.discard(answer)
+        if answer.cancelled():
+            self.reply_failure("unavailable", event, "")
+            return
+        exc = answer.exception()
+        if exc is None:
+            return
+        if isinstance(exc, UNAVAILABLE):
+            logger.warning("message not stored: %s: %s", type(exc).__name__, exc)
+            self.reply_failure("unavailable", event, "Storage is unavailable; try again.")
+        else:
+            logger.error("message not stored", exc_info=exc)
+            self.reply_failure("server_error", event, "The server could not handle this frame.")
 
     async def on_chat_edit(self, event: protocol.ChatEdit):
         await database_sync_to_async(services.message_edit)(

@@ -51,9 +51,12 @@ import asyncio
 import contextlib
 import logging
 import random
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
+import orjson
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from redis import asyncio as aioredis
@@ -75,6 +78,19 @@ Send = Callable[[dict], Awaitable[None]]
 
 class HubUnavailable(Exception):
     """Redis cannot carry this process's frames right now."""
+
+
+class CacheListener(Protocol):
+    """A cache that follows what this process hears (chatrooms/access.py)."""
+
+    def user_changed(self, user_id: int, event: dict) -> None:
+        """An event reached the user's channel (sign-out, kick, ban, password, ...)."""
+
+    def room_changed(self, room_id: int) -> None:
+        """The room was renamed or archived."""
+
+    def reset(self) -> None:
+        """Events may have been lost (the link broke): forget everything."""
 
 
 class Outbox:
@@ -254,6 +270,100 @@ class _Link:
             await self.client.aclose()
 
 
+# --- The latest messages of each room, as heard here (hello's history) -------------
+
+# The frames that change a room's history, and the one that renames it: a
+# prefix test on the encoded text (protocol.encode writes "type" first).
+_HISTORY_FRAMES = ('{"type":"chat.message"', '{"type":"chat.edit"', '{"type":"chat.delete"')
+_ROOM_FRAME = '{"type":"room"'
+Load = Callable[[int], Awaitable[tuple[list[dict], bool]]]
+
+
+class RecentFrames:
+    """A room's latest live messages, kept current from the frames the hub delivers.
+
+    The invariant: `frames` are the room's latest len(frames) live messages,
+    oldest first (`complete`: and no older live message exists). Filled once
+    from the database after the room's subscription is confirmed, so that
+    every later change arrives as a frame; the frames heard while that read
+    runs wait in `pending` and are applied on top of it. Then a new message
+    is inserted by id (ids are not commit order), an edit replaces its text
+    and time, a delete removes it, exactly as the database would show them.
+    Up to `cap` (twice the page) are kept, so that deletes rarely send a
+    hello back to the database; `page` says when too few are left.
+    """
+
+    __slots__ = ("ids", "frames", "complete", "cap", "pending", "ready", "sub", "filled_at")
+
+    def __init__(self, cap: int, sub: Subscription | None, loop: asyncio.AbstractEventLoop):
+        self.ids: list[int] = []
+        self.frames: list[dict[str, Any]] = []
+        self.complete = False
+        self.cap = cap
+        self.pending: list[dict[str, Any]] | None = []
+        self.ready: asyncio.Future = loop.create_future()  # True: filled; False: failed
+        self.sub = sub
+        self.filled_at = 0.0
+
+    def fill(self, frames: list[dict[str, Any]], has_more: bool, now: float) -> None:
+        """The database's latest messages (read after the subscription), then what was heard."""
+        self.frames = list(frames)
+        self.ids = [frame["id"] for frame in self.frames]
+        self.complete = not has_more
+        pending, self.pending = self.pending or [], None
+        for frame in pending:
+            self.apply(frame)
+        self.filled_at = now
+        if not self.ready.done():
+            self.ready.set_result(True)
+
+    def failed(self) -> None:
+        self.pending = None
+        if not self.ready.done():
+            self.ready.set_result(False)
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        """One chat.message, chat.edit or chat.delete frame delivered to the room."""
+        if self.pending is not None:
+            self.pending.append(frame)
+            return
+        message_id = frame.get("id")
+        if not isinstance(message_id, int):
+            return
+        ids = self.ids
+        i = bisect_left(ids, message_id)
+        found = i < len(ids) and ids[i] == message_id
+        kind = frame.get("type")
+        if kind == "chat.message":
+            if found:  # a resend after a retry: the stored message again
+                self.frames[i] = frame
+            elif self.complete or (ids and message_id > ids[0]):
+                ids.insert(i, message_id)
+                self.frames.insert(i, frame)
+                if len(ids) > self.cap:
+                    del ids[0], self.frames[0]
+                    self.complete = False
+            # else: older than every message held, with older ones unknown: not
+            # among the latest, or not knowably so; the held ones stay the latest.
+        elif kind == "chat.edit" and found:
+            # Copied, not changed in place: a hello being built may hold the old one.
+            self.frames[i] = {
+                **self.frames[i],
+                "message": frame.get("message"),
+                "edited_at": frame.get("edited_at"),
+            }
+        elif kind == "chat.delete" and found:
+            del ids[i], self.frames[i]
+
+    def page(self, size: int) -> tuple[list[dict[str, Any]], bool] | None:
+        """The latest `size` messages and has_more, as the database says; None: too few held."""
+        if len(self.frames) > size:
+            return self.frames[-size:], True
+        if self.complete:
+            return list(self.frames), False
+        return None
+
+
 class Hub:
     """The rooms and users of this process, with their local sockets."""
 
@@ -269,11 +379,16 @@ class Hub:
         self._supervisor: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsent: deque[tuple[str, str]] = deque(maxlen=UNSENT_LIMIT)
-        self._outgoing: deque[tuple[str, str]] = deque()
+        # Frames to PUBLISH, in order; a future marks where publish_stored waits.
+        self._outgoing: deque[tuple[str, str] | asyncio.Future] = deque()
         self._sender: asyncio.Task | None = None
         self._uses_redis: bool | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._flush_lock_loop: asyncio.AbstractEventLoop | None = None
+        # hello's history per room (RecentFrames, below), and the caches that
+        # drop what the frames and control events heard here make stale.
+        self.recent: dict[int, RecentFrames] = {}
+        self.cache_listeners: list[CacheListener] = []
 
     @property
     def uses_redis(self) -> bool:
@@ -331,6 +446,7 @@ class Hub:
                 outbox.stop()
             if not local:
                 del self.rooms[room_id]
+                self.recent.pop(room_id, None)  # no local socket: nothing keeps it current
                 unwanted.append(_channel(room_id))
         handlers = self.users.get(user_id) if user_id else None
         if handlers is not None:
@@ -341,7 +457,18 @@ class Hub:
         return [channel for channel in unwanted if self._forget(channel)]
 
     def deliver_user(self, user_id: int, event: dict) -> None:
-        """Run a control event on every local socket of the user."""
+        """Run a control event on every local socket of the user.
+
+        The caches hear it first (any event drops what is cached of the
+        user); an `invalidate` event is for them only.
+        """
+        for listener in self.cache_listeners:
+            try:
+                listener.user_changed(user_id, event)
+            except Exception:
+                logger.exception("cache invalidation failed")
+        if event.get("invalidate"):
+            return
         for handler in list(self.users.get(user_id, {}).values()):
             try:
                 handler(event)
@@ -373,6 +500,7 @@ class Hub:
 
         With `close`, the frame is the last: each socket is then closed with that code.
         """
+        self._heard(room_id, text, close)
         local = self.rooms.get(room_id)
         if not local:
             return
@@ -424,6 +552,37 @@ class Hub:
         else:
             async_to_sync(self.publish)(room_id, text, message_id, close=close)
 
+    async def publish_stored(self, items: list[tuple[int, str, int]], hold: float) -> bool:
+        """Publish just-stored messages (room, frame, id), in order; wait until Redis has them.
+
+        The group-commit writer (chatrooms/writer.py) holds the rooms' order
+        locks until this returns, so that no process publishes a later
+        message of the room first. True once Redis took them (or, without
+        Redis, once they are queued on the local sockets); False if they are
+        still kept for a failed PUBLISH after `hold` seconds of retrying.
+        """
+        self._on_loop()
+        for room_id, text, message_id in items:
+            self._enqueue((room_id, text, message_id, "", 0))
+        if not self.uses_redis:
+            return True
+        done = asyncio.get_running_loop().create_future()
+        self._outgoing.append(done)
+        self._start_sender()
+        if await done:
+            return True
+        deadline = asyncio.get_running_loop().time() + hold
+        delay = RETRY_MIN
+        while self._unsent and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+            await self._flush_unsent()
+        return not self._unsent
+
+    def _start_sender(self) -> None:
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_outgoing())
+
     def _enqueue(self, item: tuple[int, str, int, str, int]) -> None:
         """On the loop: deliver (no Redis) or queue for the one task that publishes, in order.
 
@@ -437,29 +596,43 @@ class Hub:
             self.deliver(room_id, text, message_id, skip, close)
             return
         self._outgoing.append((_channel(room_id), _pack(text, message_id, skip, close)))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.get_running_loop().create_task(self._send_outgoing())
+        self._start_sender()
 
     async def _send_outgoing(self) -> None:
-        """Publish the queued frames in order, a pipelined batch per round trip."""
+        """Publish the queued frames in order, a pipelined batch per round trip.
+
+        A future in the queue (publish_stored) is answered once the frames
+        before it are out: True, or False when they were kept in _unsent.
+        """
         queue = self._outgoing
         while queue:
-            batch = [queue.popleft() for _ in range(min(len(queue), 256))]
+            batch, waiting = [], []
+            while queue and len(batch) < 256:
+                item = queue.popleft()
+                (waiting if isinstance(item, asyncio.Future) else batch).append(item)
+            sent = False
             if self._unsent:  # older frames wait for Redis: keep the order
                 self._unsent.extend(batch)
                 await self._flush_unsent()
-                continue
-            pipe = get_redis().pipeline(transaction=False)
-            for channel, payload in batch:
-                pipe.publish(channel, payload)
-            try:
-                await pipe.execute()
-            except Exception:
-                # Some may have gone out: sent again, they reach clients that
-                # drop an id they already have (docs/protocol.md).
-                logger.warning("%d frame(s) kept until Redis answers", len(batch))
-                self._unsent.extend(batch)
-                self._suspect_link()
+                sent = not self._unsent
+            elif batch:
+                pipe = get_redis().pipeline(transaction=False)
+                for channel, payload in batch:
+                    pipe.publish(channel, payload)
+                try:
+                    await pipe.execute()
+                    sent = True
+                except Exception:
+                    # Some may have gone out: sent again, they reach clients that
+                    # drop an id they already have (docs/protocol.md).
+                    logger.warning("%d frame(s) kept until Redis answers", len(batch))
+                    self._unsent.extend(batch)
+                    self._suspect_link()
+            else:
+                sent = True
+            for future in waiting:
+                if not future.done():
+                    future.set_result(sent)
 
     async def _flush_unsent(self) -> None:
         """Publish the frames kept from failed PUBLISHes, oldest first; stop at a failure.
@@ -478,6 +651,98 @@ class Hub:
                 except Exception:
                     return
                 self._unsent.popleft()
+
+    # --- hello's history and the connect caches -----------------------------------------
+
+    def _heard(self, room_id: int, text: str, close: int) -> None:
+        """A frame for the room reached this process: keep hello's history and caches current."""
+        recent = self.recent.get(room_id)
+        if recent is not None and text.startswith(_HISTORY_FRAMES):
+            try:
+                recent.apply(orjson.loads(text))
+            except Exception:  # not ours to judge: the history is read again instead
+                logger.exception("cannot apply a frame to room %s's recent history", room_id)
+                self.recent.pop(room_id, None)
+        if close or text.startswith(_ROOM_FRAME):  # archived, renamed
+            for listener in self.cache_listeners:
+                try:
+                    listener.room_changed(room_id)
+                except Exception:
+                    logger.exception("cache invalidation failed")
+
+    def forget_caches(self) -> None:
+        """Events may have been missed: drop hello's histories and every connect cache."""
+        recent, self.recent = self.recent, {}
+        for ring in recent.values():
+            with contextlib.suppress(RuntimeError):  # a future of a closed loop (tests)
+                ring.failed()
+        for listener in self.cache_listeners:
+            try:
+                listener.reset()
+            except Exception:
+                logger.exception("cache reset failed")
+
+    async def recent_page(self, room_id: int, size: int, load: Load) -> tuple[list[dict], bool]:
+        """hello's history: the room's latest `size` live messages (oldest first), has_more.
+
+        From the room's RecentFrames when this process has one (no database
+        read), else from `load(limit)` (the database), which then fills one
+        for the next sockets. Call it after joining the room (Hub.join):
+        only then is the subscription confirmed, and every frame from then on
+        is both held for this socket and applied to the ring. The first
+        sockets of a room wait for one read together. A ring lives while the
+        room has local sockets and its subscription stays up, and is read
+        again after CHAT_CONNECT_CACHE_SECONDS (a changed display name
+        shows in hello by then).
+        """
+        loop = self._on_loop()
+        max_age = float(getattr(settings, "CHAT_CONNECT_CACHE_SECONDS", 30))
+        for _ in range(2):
+            recent = self.recent.get(room_id)
+            if recent is not None and not recent.ready.done():
+                if not await asyncio.shield(recent.ready):
+                    break  # its read failed: this socket reads for itself
+                continue
+            if recent is not None:
+                fresh = loop.time() - recent.filled_at < max_age
+                if fresh and self._recent_valid(room_id, recent):
+                    result = recent.page(size)
+                    if result is not None:
+                        return result
+                if self.recent.get(room_id) is recent:
+                    del self.recent[room_id]
+            return await self._fill_recent(room_id, size, load, loop, max_age)
+        frames, has_more = await load(size)
+        return frames, has_more
+
+    def _recent_valid(self, room_id: int, recent: RecentFrames) -> bool:
+        if not self.uses_redis:
+            return True
+        sub = self.subscriptions.get(_channel(room_id))
+        return sub is not None and sub is recent.sub and sub.state == SUBSCRIBED
+
+    async def _fill_recent(
+        self, room_id: int, size: int, load: Load, loop: asyncio.AbstractEventLoop, max_age: float
+    ) -> tuple[list[dict], bool]:
+        sub = self.subscriptions.get(_channel(room_id)) if self.uses_redis else None
+        keep = max_age > 0 and room_id in self.rooms
+        if self.uses_redis and (sub is None or sub.state != SUBSCRIBED):
+            keep = False  # frames might be missed: read, but keep nothing
+        if not keep:
+            return await load(size)
+        recent = self.recent[room_id] = RecentFrames(2 * size, sub, loop)
+        try:
+            frames, has_more = await load(recent.cap)
+        except BaseException:
+            recent.failed()
+            if self.recent.get(room_id) is recent:
+                del self.recent[room_id]
+            raise
+        recent.fill(frames, has_more, loop.time())
+        result = recent.page(size) if self.recent.get(room_id) is recent else None
+        if result is None:  # dropped meanwhile, or deletes heard during the read
+            return frames[-size:], has_more or len(frames) > size
+        return result
 
     # --- Health --------------------------------------------------------------------
 
@@ -511,6 +776,7 @@ class Hub:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop = loop
+            self.forget_caches()
             self.subscriptions = {}
             self._link = None
             self._supervisor = None
@@ -706,6 +972,7 @@ class Hub:
 
     def _lost(self) -> None:
         """The link died: frames may have been missed; every local client resyncs."""
+        self.forget_caches()
         loop = self._loop
         for sub in self.subscriptions.values():
             sub.become(LOST, loop, "room subscription lost")
@@ -730,6 +997,7 @@ class Hub:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.forget_caches()
         self.subscriptions = {}
         self.link_state = "idle"
 

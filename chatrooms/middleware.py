@@ -4,20 +4,46 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import Error as DatabaseError
+from django.http.cookie import parse_cookie
 
 from chatrooms import protocol
 
 logger = logging.getLogger(__name__)
 
 
-class HandshakeGuard:
-    """Storage down while the handshake reads the session: close 1013, no traceback.
+class SessionKeyMiddleware:
+    """Put the session cookie's key in the scope (`session_key`); read nothing.
 
-    Channels' AuthMiddleware loads the session and the user before the
-    consumer runs; with the database unreachable that raises out of the
-    application, and the ASGI server answers 500 and logs a traceback. Here
-    the socket is accepted and closed with 1013 (try again later), which the
+    Channels' AuthMiddlewareStack loads the session and the user before the
+    consumer runs: two queries in a worker thread for every handshake. The
+    chat consumer resolves both itself, from the process's connect cache
+    when it can (chatrooms/access.py), else in the same database hop as the
+    room, and then sets `scope["user"]`.
+    """
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        key = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"cookie":
+                key = parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME, "")
+                break
+        return await self.inner({**scope, "session_key": key}, receive, send)
+
+
+class HandshakeGuard:
+    """Storage down before the consumer could answer: close 1013, no traceback.
+
+    The chat consumer turns its own storage failures into 1013; this guards
+    anything in front of it that reads storage before the socket is accepted
+    (Channels' AuthMiddleware did, when it loaded the session and the user):
+    with the database unreachable that would raise out of the application,
+    and the ASGI server would answer 500 and log a traceback. Here the
+    socket is accepted and closed with 1013 (try again later), which the
     client treats as a reason to reconnect, within the pool's timeout
     (DATABASE_POOL_TIMEOUT, 2 s by default) instead of hanging.
     """

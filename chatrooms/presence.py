@@ -13,18 +13,26 @@ Two stores, one interface:
 
 `join` and `leave` answer whether this socket changed the user's state
 (0 -> 1 sockets, 1 -> 0), so a second tab never announces anything.
+`join_listing` is a handshake's one call: the join, the online list and
+their display names; on Redis one script, one round trip.
+
+The Lua scripts are sent by their SHA1 (EVALSHA) and loaded into Redis
+once, again only when Redis answers that it lost them (a restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from accounts.models import shown_name
 from chatrooms import protocol
@@ -76,6 +84,11 @@ class MemoryPresence:
     async def online(self, room_id: int) -> list[str]:
         return sorted(self.rooms.get(room_id, {}))
 
+    async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
+        joined = await self.join(conn)
+        online = await self.online(conn.room_id)
+        return joined, online, await self.display_names(conn.room_id, online)
+
     async def display_names(self, room_id: int, usernames: list[str]) -> dict[str, str]:
         return {name: self.names.get(name, name) for name in usernames}
 
@@ -104,6 +117,36 @@ if before == 0 or not listed or tonumber(listed) <= tonumber(ARGV[2]) then
 end
 return 0
 """
+# The same join, then the room's online users (unsorted) and their display names
+# (false where none is stored): [joined, usernames, names] as one JSON text, which
+# orjson reads far faster than redis-py parses hundreds of replies (an empty
+# list comes as {}). HMGET in chunks: Lua's unpack has a limit of a few
+# thousand values.
+_JOIN_LISTING = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local before = redis.call('ZCARD', KEYS[1])
+local expires = tonumber(ARGV[2]) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expires, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 2000))
+local listed = redis.call('ZSCORE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[2], 'GT', expires, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[3]) * 2000))
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[3]) * 2000))
+local joined = 0
+if before == 0 or not listed or tonumber(listed) <= tonumber(ARGV[2]) then
+  joined = 1
+end
+local online = redis.call('ZRANGEBYSCORE', KEYS[2], ARGV[2], '+inf')
+local names = {}
+for i = 1, #online, 500 do
+  local chunk = redis.call('HMGET', KEYS[3], unpack(online, i, math.min(i + 499, #online)))
+  for _, name in ipairs(chunk) do
+    names[#names + 1] = name
+  end
+end
+return cjson.encode({joined, online, names})
+"""
 # KEYS: user set, room set, room names. ARGV: conn, now, username. 1 when it was the
 # user's last live socket and the user is now gone from the room.
 _LEAVE = """
@@ -126,6 +169,29 @@ return gone
 """
 
 
+class _Script:
+    """A Lua script run by its SHA1, loaded into Redis the first time Redis lacks it."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client, keys: list[str], args: list) -> object:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_join_script = _Script(_JOIN)
+_join_listing_script = _Script(_JOIN_LISTING)
+_leave_script = _Script(_LEAVE)
+_reap_script = _Script(_REAP)
+
+
 def _room_key(room_id: int) -> str:
     return key("presence", room_id)
 
@@ -145,34 +211,39 @@ class RedisPresence:
     def ttl(self) -> float:
         return float(settings.CHAT_PRESENCE_TIMEOUT)
 
+    def _join_args(self, conn: Conn) -> tuple[list[str], list]:
+        keys = [
+            _user_key(conn.room_id, conn.username),
+            _room_key(conn.room_id),
+            _names_key(conn.room_id),
+        ]
+        args = [
+            conn.conn_id,
+            time.time(),
+            self.ttl,
+            conn.username,
+            shown_name(conn.display_name, conn.username),
+        ]
+        return keys, args
+
     async def join(self, conn: Conn) -> bool:
-        return bool(
-            await get_redis().eval(
-                _JOIN,
-                3,
-                _user_key(conn.room_id, conn.username),
-                _room_key(conn.room_id),
-                _names_key(conn.room_id),
-                conn.conn_id,
-                time.time(),
-                self.ttl,
-                conn.username,
-                shown_name(conn.display_name, conn.username),
-            )
-        )
+        return bool(await _join_script(get_redis(), *self._join_args(conn)))
+
+    async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
+        reply = await _join_listing_script(get_redis(), *self._join_args(conn))
+        joined, online, names = orjson.loads(reply)
+        listed = {user: name or user for user, name in zip(online, names, strict=True)}
+        usernames = sorted(listed)
+        return bool(joined), usernames, {user: listed[user] for user in usernames}
 
     async def leave(self, conn: Conn) -> bool:
+        keys = [
+            _user_key(conn.room_id, conn.username),
+            _room_key(conn.room_id),
+            _names_key(conn.room_id),
+        ]
         return bool(
-            await get_redis().eval(
-                _LEAVE,
-                3,
-                _user_key(conn.room_id, conn.username),
-                _room_key(conn.room_id),
-                _names_key(conn.room_id),
-                conn.conn_id,
-                time.time(),
-                conn.username,
-            )
+            await _leave_script(get_redis(), keys, [conn.conn_id, time.time(), conn.username])
         )
 
     async def online(self, room_id: int) -> list[str]:
@@ -190,8 +261,8 @@ class RedisPresence:
 
     async def reap(self, room_id: int) -> list[str]:
         """Remove and return the users of the room whose sockets all expired."""
-        gone = await get_redis().eval(
-            _REAP, 2, _room_key(room_id), _names_key(room_id), time.time()
+        gone = await _reap_script(
+            get_redis(), [_room_key(room_id), _names_key(room_id)], [time.time()]
         )
         return sorted(name.decode() for name in gone)
 
@@ -240,6 +311,13 @@ class Tracker:
         """Stop refreshing the socket (at once: cleanup must not be cut halfway)."""
         self.conns.pop(conn.conn_id, None)
 
+    async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
+        """join(), then the online usernames (sorted) and their display names: one round trip."""
+        self.conns[conn.conn_id] = conn
+        if redis_url():
+            self._ensure_task()
+        return await self.store.join_listing(conn)
+
     async def online_with_names(self, room_id: int) -> tuple[list[str], dict[str, str]]:
         """The online usernames, sorted, and their display names."""
         online = await self.store.online(room_id)
@@ -275,12 +353,19 @@ class Tracker:
                 await broadcast_presence(room_id, username, "leave")
 
 
-async def broadcast_presence(room_id: int, username: str, status: str, skip: str = "") -> None:
+async def broadcast_presence(
+    room_id: int,
+    username: str,
+    status: str,
+    skip: str = "",
+    listing: tuple[list[str], dict[str, str]] | None = None,
+) -> None:
     """Tell the room that `username` joined or left, with the new online list.
 
     `skip`: a socket that knows already (the joiner, whose hello said it).
+    `listing`: the online list and names, when the caller has just read them.
     """
-    online, names = await tracker.online_with_names(room_id)
+    online, names = listing if listing is not None else await tracker.online_with_names(room_id)
     frame = protocol.presence_frame(user=username, status=status, online=online, names=names)
     await hub.publish(room_id, protocol.encode(frame), skip=skip)
 

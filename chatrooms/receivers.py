@@ -45,6 +45,16 @@ def close_sockets_on_password_change(sender, instance, **kwargs) -> None:
         )
 
 
+def forget_cached_user(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    """A user saved (profile, name, activity, staff's edits) or deleted: every
+    process's connect cache reads them again (chatrooms/access.py)."""
+    if raw or kwargs.get("created") or instance.pk is None:
+        return
+    if update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # signing in changes nothing a socket shows
+    services.user_cache_invalidate(user_id=instance.pk)
+
+
 def choose_hub_backend(sender, setting, **kwargs) -> None:
     """REDIS_URL changed (tests do it): the hub chooses Redis or in-process again."""
     if setting == "REDIS_URL":

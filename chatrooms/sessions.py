@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextvars import ContextVar
@@ -121,6 +122,11 @@ async def check() -> None:
     if not batch:
         return
     verdicts = await database_sync_to_async(judge)(batch)
+    if verdicts:  # what the connect cache holds of those users is wrong too
+        from chatrooms.access import connect_cache
+
+        for conn_id in verdicts:
+            connect_cache.forget_user(batch[conn_id][0])
     for conn_id, reason in verdicts.items():
         entry = _watches.get(conn_id)
         # Gone, re-keyed or held while the database was read: judged on stale facts.
@@ -145,13 +151,13 @@ def judge(batch: dict[str, tuple[int, str]]) -> dict[str, str]:
     }
     verdicts = {}
     for conn_id, (user_id, key) in batch.items():
-        reason = _verdict(sessions.get(key), users.get(user_id), user_id)
+        reason = verdict(sessions.get(key), users.get(user_id), user_id)
         if reason:
             verdicts[conn_id] = reason
     return verdicts
 
 
-def _verdict(data: dict | None, user, user_id: int) -> str:
+def verdict(data: dict | None, user, user_id: int) -> str:
     """Django's own test (`django.contrib.auth.get_user`), as a close reason; "" when fine."""
     if not data or user is None or str(data.get(SESSION_KEY)) != str(user_id):
         return "session_expired"
@@ -192,6 +198,29 @@ def read_sessions(keys: Collection[str]) -> dict[str, dict]:
         if data:
             found[key] = data
     return found
+
+
+def read_session(key: str) -> tuple[dict | None, float]:
+    """One session's data (None: missing or expired) and when it expires (epoch
+    seconds; inf when the engine does not say: a cache or a file keeps it).
+
+    For a handshake (chatrooms/access.py): the database engines read the row
+    with its expiry in one query; others load it through their store.
+    """
+    if not key:
+        return None, math.inf
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store, DbStore):
+        row = (
+            store.get_model_class()
+            .objects.filter(session_key=key, expire_date__gt=timezone.now())
+            .values_list("session_data", "expire_date")
+            .first()
+        )
+        if row is None:
+            return None, math.inf
+        return store().decode(row[0]) or None, row[1].timestamp()
+    return read_sessions([key]).get(key), math.inf
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:

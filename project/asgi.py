@@ -3,7 +3,11 @@
 browser -> ProtocolTypeRouter
   http      -> Django (allauth, lobby, room pages, admin, /healthz)
   websocket -> AllowedHostsOriginValidator -> HandshakeGuard
-               -> AuthMiddlewareStack -> URLRouter(chatrooms.routing) -> ChatConsumer
+               -> SessionKeyMiddleware -> URLRouter(chatrooms.routing) -> ChatConsumer
+
+The socket's session and user are not loaded by Channels' AuthMiddlewareStack
+but by the consumer, from the process's connect cache when it can
+(chatrooms/access.py), else in one database hop with the room.
 """
 
 from __future__ import annotations
@@ -18,11 +22,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # imports models, such as the consumers behind the routing.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chatrooms.middleware import HandshakeGuard  # noqa: E402
+from chatrooms.middleware import HandshakeGuard, SessionKeyMiddleware  # noqa: E402
 from chatrooms.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -57,7 +60,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            HandshakeGuard(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            HandshakeGuard(SessionKeyMiddleware(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

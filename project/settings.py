@@ -375,3 +375,9 @@ CHAT_SESSION_CHECK_SECONDS = env_int("CHAT_SESSION_CHECK_SECONDS", 60, minimum=1
 # Seconds of silence on the Redis subscription before it is PINGed; no answer
 # for twice as long and the link counts as dead (chatrooms/hub.py).
 CHAT_REDIS_KEEPALIVE = env_int("CHAT_REDIS_KEEPALIVE", 15, minimum=1)
+# What a handshake reads (session -> user, the user's memberships, the room;
+# hello's latest messages) is kept in the process for at most this many
+# seconds, and dropped at once by the events that change it
+# (chatrooms/access.py, docs/reliability.md); 0 turns it off.
+CHAT_CONNECT_CACHE_SECONDS = env_int("CHAT_CONNECT_CACHE_SECONDS", 30)
+CHAT_CONNECT_CACHE_SIZE = env_int("CHAT_CONNECT_CACHE_SIZE", 10_000, minimum=1)

@@ -54,6 +54,18 @@ def _require(service: str, url: str, variable: str) -> str:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def on_postgres():
+    """Skip unless the tests run on PostgreSQL (DATABASE_URL); fail so under CI=true."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        reason = "PostgreSQL only; CI runs this with DATABASE_URL on PostgreSQL"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {reason}")
+        pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """A reachable Redis: TEST_REDIS_URL, else REDIS_URL, else the local default."""
@@ -103,6 +115,16 @@ def _fresh_cache():
             client.delete(key)
     else:
         cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _writer_disconnected():
+    """The group-commit writer's own database connection ends with the test
+    (each test has its own event loop; the test database can then be dropped)."""
+    yield
+    from chatrooms.writer import writer
+
+    writer._close_pg()
 
 
 _counter = itertools.count(1)

@@ -30,7 +30,9 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 @pytest.fixture
-def nginx_cluster(tmp_path, redis_url):
+def nginx_cluster(tmp_path, redis_url, monkeypatch):
+    # The servers' access logs say which process took each socket (off by default).
+    monkeypatch.setenv("CHAT_ACCESS_LOG", "1")
     if not os.path.exists(NGINX):
         reason = "nginx is not installed (Debian: apt-get install nginx)"
         if os.environ.get("CI", "").lower() == "true":

@@ -17,6 +17,7 @@ transaction commits (`events`), whoever called it. Users' own writes
 from chatrooms.services.errors import ServiceError
 from chatrooms.services.events import (
     broadcast_on_commit,
+    user_cache_invalidate,
     user_sockets_close,
     user_sockets_rekey,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "room_set_archived",
     "room_transfer_ownership",
     "room_update",
+    "user_cache_invalidate",
     "user_sockets_close",
     "user_sockets_rekey",
 ]

@@ -53,6 +53,17 @@ def user_sockets_close(
     transaction.on_commit(lambda: hub.publish_user_sync(user_id, event))
 
 
+def user_cache_invalidate(*, user_id: int, room_id: int = 0) -> None:
+    """Every process's connect cache reads the user again, after the transaction commits.
+
+    For changes that close no socket but make a cached handshake wrong: a
+    role, a display name, a deleted user (chatrooms/access.py). Sockets
+    never see the event (Hub.deliver_user keeps `invalidate` to the caches).
+    """
+    event = {"invalidate": "user", "room": room_id}
+    transaction.on_commit(lambda: hub.publish_user_sync(user_id, event))
+
+
 def user_sockets_rekey(*, user_id: int, session_key: str, new_session_key: str) -> None:
     """Tell the sockets of a session that it lives on under a new key, on every process."""
     event = {"session": session_key, "rekey": new_session_key}

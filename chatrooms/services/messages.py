@@ -19,33 +19,68 @@ def message_create(
 ) -> tuple[dict[str, Any], bool]:
     """Store a message and broadcast it once committed; returns (its frame, created).
 
-    A repeat of (user, room, client_id) stores nothing and broadcasts the
-    stored message again (or its deletion), created=False. Again, because
-    a repeat means its sender saw no echo: the first attempt may have
-    committed while its connection to the database broke, so that its
-    broadcast never ran. Delivery is at least once; clients drop an id they
-    already have (docs/protocol.md). The INSERT is the only query in the
-    common case: a repeat is found by the unique constraint refusing it,
-    not by a lookup before every insert.
+    For synchronous callers (commands, tests); sockets go through the
+    process's group-commit writer (chatrooms/writer.py), which stores and
+    publishes under the room's order lock. Here the lock is held until the
+    commit, so ids still commit in order; the broadcast follows the commit.
+    """
+    with transaction.atomic():
+        _room_order_lock(room_id)
+        frame, created = message_store(
+            room_id=room_id,
+            author_id=user.id,
+            username=user.username,
+            display_name=user.shown_name,
+            body=body,
+            client_id=client_id,
+        )
+        broadcast_on_commit(room_id, frame, message_id=frame["id"] if created else 0)
+    return frame, created
+
+
+def _room_order_lock(room_id: int) -> None:
+    """The room's order lock until the commit (PostgreSQL; chatrooms/writer.py)."""
+    from chatrooms.writer import ORDER_LOCKS
+
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", [ORDER_LOCKS, room_id])
+
+
+def message_store(
+    *, room_id: int, author_id: int, username: str, display_name: str, body: str, client_id: str
+) -> tuple[dict[str, Any], bool]:
+    """Store a message (no broadcast); returns (the frame to broadcast, created).
+
+    A repeat of (author, room, client_id) stores nothing and returns the
+    stored message (or its deletion), created=False: a repeat means its
+    sender saw no echo, so it is broadcast again. Delivery is at least once;
+    clients drop an id they already have (docs/protocol.md). The INSERT is
+    the only query in the common case: a repeat is found by the unique
+    constraint refusing it, not by a lookup before every insert.
     """
     try:
         with _savepoint_if_in_transaction():
             message = Message.objects.create(
-                room_id=room_id, author=user, body=body, client_id=client_id
+                room_id=room_id, author_id=author_id, body=body, client_id=client_id
             )
     except IntegrityError:
         existing = (
-            _message_by_client_id(room_id=room_id, user=user, client_id=client_id)
+            _message_by_client_id(
+                room_id=room_id,
+                author_id=author_id,
+                username=username,
+                display_name=display_name,
+                client_id=client_id,
+            )
             if client_id
             else None
         )
         if existing is None:
             raise
-        broadcast_on_commit(room_id, existing)
         return existing, False
-    frame = _frame_for(message, user)
-    broadcast_on_commit(room_id, frame, message_id=message.id)
-    return frame, True
+    return _frame_for(message, username, display_name), True
 
 
 def _savepoint_if_in_transaction():
@@ -56,11 +91,11 @@ def _savepoint_if_in_transaction():
     return contextlib.nullcontext()
 
 
-def _frame_for(message: Message, user) -> dict[str, Any]:
+def _frame_for(message: Message, username: str, display_name: str) -> dict[str, Any]:
     return protocol.message_frame(
         id=message.id,
-        user=user.username,
-        display_name=user.shown_name,
+        user=username,
+        display_name=display_name,
         message=message.body,
         ts=message.created_at,
         client_id=message.client_id,
@@ -68,14 +103,18 @@ def _frame_for(message: Message, user) -> dict[str, Any]:
     )
 
 
-def _message_by_client_id(*, room_id: int, user, client_id: str) -> dict[str, Any] | None:
-    message = Message.objects.filter(room_id=room_id, author=user, client_id=client_id).first()
+def _message_by_client_id(
+    *, room_id: int, author_id: int, username: str, display_name: str, client_id: str
+) -> dict[str, Any] | None:
+    message = Message.objects.filter(
+        room_id=room_id, author_id=author_id, client_id=client_id
+    ).first()
     if message is None:
         return None
     if message.is_deleted:
         # Retried after it was deleted: the retry must not resurrect it.
         return protocol.delete_frame(id=message.id)
-    return _frame_for(message, user)
+    return _frame_for(message, username, display_name)
 
 
 def _message_for_change(*, room_id: int, message_id: int, user) -> Message:

@@ -7,7 +7,7 @@ from django.db import transaction
 from chatrooms import selectors
 from chatrooms.models import Membership, Room
 from chatrooms.services.errors import ServiceError
-from chatrooms.services.events import user_sockets_close
+from chatrooms.services.events import user_cache_invalidate, user_sockets_close
 
 # --- Room settings, roles and moderation -------------------------------------------------
 #
@@ -120,6 +120,7 @@ def member_set_role(*, user, room: Room, user_id: int, role: str, staff: bool = 
         raise ServiceError("forbidden", "That person is banned.")
     target.role = role
     target.save(update_fields=["role"])
+    user_cache_invalidate(user_id=user_id, room_id=room.id)
 
 
 @transaction.atomic
@@ -133,6 +134,8 @@ def room_transfer_ownership(*, user, room: Room, user_id: int) -> None:
     actor.save(update_fields=["role"])
     target.role = Membership.Role.OWNER
     target.save(update_fields=["role"])
+    user_cache_invalidate(user_id=actor.user_id, room_id=room.id)
+    user_cache_invalidate(user_id=user_id, room_id=room.id)
 
 
 @transaction.atomic

@@ -125,6 +125,10 @@ def membership_mark_read(*, membership_id: int, room_id: int, message_id: int) -
         .filter(room__messages__id=message_id, room_id=room_id)
         .update(last_read_id=message_id)
     )
+    if updated:  # this process's next hello says so (chatrooms/access.py)
+        from chatrooms.access import connect_cache
+
+        connect_cache.note_read(membership_id, message_id)
     return updated == 1
 
 

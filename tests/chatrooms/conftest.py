@@ -35,6 +35,17 @@ def layer(request, settings):
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def _fresh_connect_caches():
+    """No test meets another's cached sessions, rooms or room histories
+    (chatrooms/access.py, Hub.recent_page): ids and slugs repeat across tests."""
+    from chatrooms.hub import hub
+
+    hub.forget_caches()
+    yield
+    hub.forget_caches()
+
+
 @pytest.fixture
 def alice(user_factory):
     """The owner of `room`, with a display name (shown instead of her username)."""

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import random
 import types
+import uuid
 
 import pytest
 from channels.db import database_sync_to_async
@@ -115,6 +116,56 @@ async def test_display_names_are_the_latest_joins(store):
     await store.join(tab(room, "alice", 2, display_name="Alice Liddell"))  # renamed meanwhile
     assert await store.display_names(room, ["alice"]) == {"alice": "Alice Liddell"}
     assert await store.display_names(room, []) == {}
+
+
+async def test_join_listing_is_a_join_then_the_online_list_with_names(store, clock, settings):
+    """A handshake's one presence call (on Redis one script, one round trip)."""
+    settings.CHAT_PRESENCE_TIMEOUT = 5
+    room = new_room()
+    assert await store.join_listing(tab(room, "carol", display_name="Carol Ø 🎈")) == (
+        True,
+        ["carol"],
+        {"carol": "Carol Ø 🎈"},
+    )
+    await store.join(tab(room, "alice", display_name="Alice"))
+    joined, online, names = await store.join_listing(tab(room, "bob"))
+    assert (joined, online) == (True, ["alice", "bob", "carol"])  # sorted
+    assert names == {"alice": "Alice", "bob": "bob", "carol": "Carol Ø 🎈"}
+    assert list(names) == online
+    assert (await store.join_listing(tab(room, "bob", 2)))[0] is False  # a second tab
+    if isinstance(store, RedisPresence):  # expiry: only the Redis store has it
+        clock.now += 6
+        assert await store.join_listing(tab(room, "dave")) == (True, ["dave"], {"dave": "dave"})
+
+
+@pytest.mark.redis
+async def test_join_listing_is_one_round_trip_and_survives_a_script_cache_loss(shared, monkeypatch):
+    room = new_room()
+    client, calls = get_redis(), []
+
+    class Counting:
+        def __getattr__(self, name):
+            attribute = getattr(client, name)
+            if not callable(attribute):
+                return attribute
+
+            async def call(*args, **kwargs):
+                calls.append(name)
+                return await attribute(*args, **kwargs)
+
+            return call
+
+    monkeypatch.setattr(presence, "get_redis", lambda: Counting())
+    await shared.join_listing(tab(room, "alice"))  # may load the script first
+    calls.clear()
+    assert (await shared.join_listing(tab(room, "bob")))[1] == ["alice", "bob"]
+    assert calls == ["evalsha"]
+    # A Redis that lost its scripts (a restart) answers NOSCRIPT: loaded, run.
+    fresh = presence._Script(presence._JOIN_LISTING + f"-- {uuid.uuid4().hex}\n")  # unloaded
+    monkeypatch.setattr(presence, "_join_listing_script", fresh)
+    calls.clear()
+    assert (await shared.join_listing(tab(room, "carol")))[1] == ["alice", "bob", "carol"]
+    assert calls == ["evalsha", "script_load", "evalsha"]
 
 
 @pytest.mark.redis

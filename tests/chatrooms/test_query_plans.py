@@ -8,8 +8,6 @@ never scan the room's or the table's rows.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from django.db import connection
 
@@ -17,15 +15,6 @@ from chatrooms import selectors
 from chatrooms.models import Message, Room
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def on_postgres():
-    if connection.vendor != "postgresql":
-        reason = "query plans are PostgreSQL's; CI runs this with DATABASE_URL on PostgreSQL"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
 
 
 @pytest.fixture
