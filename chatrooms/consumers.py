@@ -156,7 +156,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         # Join the room before reading history: a message stored in between
         # is then held, and dropped by id if hello has it; never missed.
-        self.outbox = Outbox(self.base_send, access.room_id)
+        # The server's own send (HandshakeGuard leaves it in the scope):
+        # room frames need no wrapper once the socket is accepted.
+        self.outbox = Outbox(self.scope.get("server_send", self.base_send), access.room_id)
         sessions.watch(
             conn_id=self.conn_id,
             user_id=user.id,

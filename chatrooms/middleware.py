@@ -61,7 +61,9 @@ class HandshakeGuard:
             await send(message)
 
         try:
-            await self.inner(scope, receive, watched_send)
+            # Frames after the accept go to the server's send directly
+            # (the consumer's Outbox): no wrapper on every frame.
+            await self.inner({**scope, "server_send": send}, receive, watched_send)
         except DatabaseError as exc:
             if started:
                 raise
