@@ -63,7 +63,7 @@ class Params:
     room_rate: float = 3.0  # per room: 100 x 3 x 10 = 3,000 deliveries/s offered
     rooms_s: float = 6.0
     drain_s: float = rule.DRAIN_S
-    warm_s: float = 1.5  # an unreported warm-up phase before the fan-out
+    warm_s: float = 3.0  # an unreported warm-up phase before the ramp and the fan-out
     drain_after_overload_s: float = 15  # most waited for an overloaded server to drain
     connect_parallel: int = 25  # per client process, opening the sockets of the delivery workloads
     clients: int = 2  # load-client processes
