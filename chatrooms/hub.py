@@ -693,9 +693,14 @@ class Hub:
         sockets of a room wait for one read together. A ring lives while the
         room has local sockets and its subscription stays up, and is read
         again after CHAT_CONNECT_CACHE_SECONDS (a changed display name
-        shows in hello by then).
+        shows in hello by then). Only with Redis: see below.
         """
         loop = self._on_loop()
+        if not self.uses_redis:
+            # Without Redis this process hears only its own writes, not a
+            # command's or another process's (`manage.py shell`, an import):
+            # a ring could miss messages, so hello reads the database.
+            return await load(size)
         max_age = float(getattr(settings, "CHAT_CONNECT_CACHE_SECONDS", 30))
         for _ in range(2):
             recent = self.recent.get(room_id)

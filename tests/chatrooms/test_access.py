@@ -85,6 +85,7 @@ async def closed(sock, reason: str) -> None:
 # --- Connects without the database ----------------------------------------------------
 
 
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)  # hello's ring: Redis only
 async def test_a_warm_connect_reads_nothing_from_the_database(
     layer, room, alice, connect, reads, message_factory
 ):
@@ -102,6 +103,7 @@ async def test_a_warm_connect_reads_nothing_from_the_database(
     assert (await first.recv_type("chat.message"))["message"] == "from a cached socket"
 
 
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)  # hello's ring: Redis only
 async def test_the_users_other_rooms_come_with_the_first_cached_read(
     layer, room_factory, room, alice, bob, connect, reads
 ):
@@ -299,6 +301,7 @@ async def test_a_read_marker_moved_here_reaches_the_next_hello(
     assert hello["last_read"] == message.id
 
 
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)  # hello's ring: Redis only
 async def test_a_broken_link_drops_every_cache(layer, room, alice, connect):
     key = await browser(alice)
     sockets = await warm(connect, alice, room, key, layer)

@@ -131,7 +131,10 @@ async def test_two_processes_share_room_frames_through_redis(settings, redis_url
     await eventually(lambda: len(here.texts) == 202 and len(there.texts) == 201)
     expected = ["hello"] + [f"m{i}" for i in range(1, 201)]
     assert there.texts == expected  # in order, across processes, skip honoured
-    assert here.texts == expected + ["typing"]
+    # One process's frames keep their order; another's may come in between
+    # (each process publishes from its own queue).
+    assert [text for text in here.texts if text != "typing"] == expected
+    assert here.texts.count("typing") == 1
     await first.leave(7, "here")
     await second.leave(7, "there")
     # Forgotten at once (Hub.detach), and the room's channel with it.

@@ -16,6 +16,11 @@ from tests.chatrooms.conftest import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
+# The ring is kept only with Redis, where every write of every process and
+# command reaches the hub (Hub.recent_page); without it hello reads the
+# database (test_without_redis_hello_reads_the_database).
+redis_only = pytest.mark.parametrize("layer", ["redis"], indirect=True)
+
 PAGE = 5  # hello's page here; the ring keeps twice that
 message_history = selectors.message_history  # the real one, whatever a test patches
 
@@ -75,6 +80,7 @@ async def fresh_hello_agrees(connect, user, room, history_reads, *, from_ring=Tr
     await sock.close()
 
 
+@redis_only
 async def test_hello_from_the_ring_equals_the_database_after_sends_edits_and_deletes(
     layer, room, alice, bob, connect, message_factory, user_factory, history_reads
 ):
@@ -131,6 +137,7 @@ async def test_hello_from_the_ring_equals_the_database_after_sends_edits_and_del
     await fresh_hello_agrees(connect, bob, room, history_reads)
 
 
+@redis_only
 async def test_a_small_room_says_it_has_no_more(layer, room, alice, connect, history_reads):
     sock, hello = await connect(alice, room)
     assert (hello["messages"], hello["has_more"]) == ([], False)
@@ -140,6 +147,7 @@ async def test_a_small_room_says_it_has_no_more(layer, room, alice, connect, his
     await fresh_hello_agrees(connect, alice, room, history_reads)
 
 
+@redis_only
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_a_message_stored_while_the_ring_is_read_reaches_the_first_socket_once(
     layer, room, alice, bob, connect, monkeypatch, history_reads, when
@@ -178,6 +186,7 @@ async def test_a_message_stored_while_the_ring_is_read_reaches_the_first_socket_
     assert [m["id"] for m in later["messages"]] == raced
 
 
+@redis_only
 async def test_sockets_arriving_together_read_the_history_once(
     layer, room, alice, bob, connect, history_reads
 ):
@@ -188,6 +197,7 @@ async def test_sockets_arriving_together_read_the_history_once(
     assert len({hello_page(hello) for _, hello in hellos}) == 1
 
 
+@redis_only
 async def test_the_ring_goes_with_the_rooms_last_local_socket(layer, room, alice, connect):
     sock, _ = await connect(alice, room)
     assert room.id in hub.recent
@@ -195,6 +205,7 @@ async def test_the_ring_goes_with_the_rooms_last_local_socket(layer, room, alice
     await eventually(lambda: room.id not in hub.recent, what="the ring dropped")
 
 
+@redis_only
 async def test_a_ring_older_than_the_cache_lifetime_is_read_again(
     layer, room, alice, connect, settings, history_reads
 ):
@@ -229,3 +240,19 @@ def test_ring_rules_by_hand():
         assert ring.page(3)[1] is False
     finally:
         loop.close()
+
+
+async def test_without_redis_hello_reads_the_database(settings, room, alice, bob, connect):
+    """A command's write (another process) is not heard without Redis: hello reads it."""
+    from channels.db import database_sync_to_async
+
+    from chatrooms.models import Message
+
+    settings.REDIS_URL = ""
+    hub.settings_changed()
+    first, _ = await connect(alice, room)
+    # As `manage.py shell` would: stored, and announced to nobody here.
+    await database_sync_to_async(Message.objects.create)(room=room, author=alice, body="offline")
+    _, hello = await connect(bob, room)
+    assert [m["message"] for m in hello["messages"]] == ["offline"]
+    assert room.id not in hub.recent
