@@ -93,13 +93,67 @@ class CacheListener(Protocol):
         """Events may have been lost (the link broke): forget everything."""
 
 
+class DirectWriter:
+    """Several text frames in one socket write, under uvicorn's websockets-sansio.
+
+    Through ASGI every frame is a `send` call and a socket write (a system
+    call, which on loopback also runs the receiving side's TCP). A socket's
+    writer usually finds several frames waiting: a group-commit batch, the
+    presence frames of a connect storm. Here they are framed by the
+    connection's own websockets state machine and written at once, exactly
+    as uvicorn's `send` frames and writes each of them
+    (uvicorn/protocols/websockets/websockets_sansio_impl.py), while its own
+    conditions for a plain `websocket.send` hold; else the frames go through
+    `send` one by one (flow control, closing, any other server).
+    """
+
+    __slots__ = ("server", "closing")
+
+    def __init__(self, server) -> None:
+        from websockets.exceptions import InvalidState  # uvicorn's sansio protocol is websockets'
+
+        self.server = server
+        self.closing = InvalidState
+
+    @staticmethod
+    def of(send: Send) -> DirectWriter | None:
+        server = getattr(send, "__self__", None)
+        if server is None or type(server).__name__ != "WebSocketsSansIOProtocol":
+            return None
+        if type(server).__module__ != "uvicorn.protocols.websockets.websockets_sansio_impl":
+            return None
+        return DirectWriter(server)
+
+    def ready(self) -> bool:
+        server = self.server
+        return (
+            server.handshake_complete
+            and not server.close_sent
+            and not server.disconnected
+            and server.initial_response is None
+            and server.writable.is_set()
+            and not server.transport.is_closing()
+        )
+
+    def write(self, texts: list[str]) -> None:
+        """Raises ConnectionError when the peer is gone (the connection is closing)."""
+        conn = self.server.conn
+        try:
+            for text in texts:
+                conn.send_text(text.encode())
+        except self.closing as exc:
+            raise ConnectionError("the socket is closing") from exc
+        self.server.transport.write(b"".join(conn.data_to_send()))
+
+
 class Outbox:
     """One socket's ordered, bounded queue of frames, and the task writing it."""
 
-    __slots__ = ("send", "queue", "held", "floor", "closed", "waiter", "task", "room_id")
+    __slots__ = ("send", "direct", "queue", "held", "floor", "closed", "waiter", "task", "room_id")
 
     def __init__(self, send: Send, room_id: int) -> None:
         self.send = send
+        self.direct = DirectWriter.of(send)
         self.room_id = room_id
         self.queue: deque[str | int] = deque()  # text frames; an int is a close code
         # Until hello is out, frames wait here with their message ids, so that
@@ -161,11 +215,17 @@ class Outbox:
             self.waiter.set_result(None)
 
     async def _write(self) -> None:
-        queue, send = self.queue, self.send
+        queue, send, direct = self.queue, self.send, self.direct
         loop = asyncio.get_running_loop()
         try:
             while True:
                 while queue:
+                    if direct is not None and isinstance(queue[0], str) and direct.ready():
+                        texts = []
+                        while queue and isinstance(queue[0], str):
+                            texts.append(queue.popleft())
+                        direct.write(texts)
+                        continue
                     item = queue.popleft()
                     if isinstance(item, int):
                         await send({"type": "websocket.close", "code": item})

@@ -177,3 +177,50 @@ async def test_many_first_subscriptions_at_once_share_one_working_reader(setting
     await eventually(lambda: all(len(s.texts) == 2 for s in sockets))
     assert [s.texts for s in sockets] == [["hello", f"for room {100 + n}"] for n in range(40)]
     await hub.close()
+
+
+async def test_under_uvicorn_a_burst_goes_out_in_one_write_in_order_then_the_close():
+    """uvicorn's websockets-sansio protocol: the outbox writes the frames waiting
+    for a socket at once (DirectWriter), in order, then closes after them; a
+    socket that cannot take more (paused, closing) goes through `send`."""
+    import uvicorn
+    import websockets
+
+    from tests.live import free_port
+
+    boxes, writes = [], []
+
+    async def app(scope, receive, send):
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        box = Outbox(send, room_id=1)
+        boxes.append(box)
+        transport = send.__self__.transport
+        real_write = transport.write
+        transport.write = lambda data: (writes.append(len(data)), real_write(data))[1]
+        box.release("hello", floor=0)
+        for n in range(200):
+            box.put(f"m{n}", n + 1)
+        box.close(protocol.CLOSE_TOO_SLOW)
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, ws="websockets-sansio", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+            got = [await ws.recv() for _ in range(201)]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert got == ["hello"] + [f"m{n}" for n in range(200)]
+        assert closed.value.rcvd.code == protocol.CLOSE_TOO_SLOW
+        assert boxes[0].direct is not None
+        assert len(writes) <= 3  # hello and the burst (and the close), not 201 writes
+    finally:
+        server.should_exit = True
+        await serving

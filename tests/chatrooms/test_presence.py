@@ -169,6 +169,22 @@ async def test_join_listing_is_one_round_trip_and_survives_a_script_cache_loss(s
 
 
 @pytest.mark.redis
+async def test_a_burst_of_joins_shares_a_bounded_pool_of_connections(shared):
+    """A connect storm: every join answers right, over at most POOL_SIZE connections
+    (redis-py's default pool opened one connection per waiting command)."""
+    from chatrooms import redis as chat_redis
+
+    room, n = new_room(), 5 * chat_redis.POOL_SIZE
+    answers = await asyncio.gather(*(shared.join_listing(tab(room, f"u{i:03}")) for i in range(n)))
+    assert all(joined for joined, _, _ in answers)
+    assert max(len(online) for _, online, _ in answers) == n
+    assert await shared.online(room) == sorted(f"u{i:03}" for i in range(n))
+    pool = get_redis().connection_pool
+    opened = len(pool._available_connections) + len(pool._in_use_connections)
+    assert 0 < opened <= chat_redis.POOL_SIZE
+
+
+@pytest.mark.redis
 async def test_both_stores_give_the_same_answers(settings, redis_url):
     """One scripted crowd of tabs coming and going, every answer compared."""
     settings.REDIS_URL = redis_url
