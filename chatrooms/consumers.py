@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -60,9 +61,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.storing: set[asyncio.Future] = set()  # messages the writer has not answered
 
     async def __call__(self, scope, receive, send):
-        """Run the socket; whatever ends it (even an exception), clean up."""
+        """Run the socket; whatever ends it (even an exception), clean up.
+
+        AsyncConsumer.__call__ without its await_many_dispatch, which keeps a
+        task per socket waiting on `receive` and makes a new one for every
+        frame received: with no channel-layer channel there is one source,
+        read here in turn.
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         finally:
             await self.cleanup()
 
@@ -98,10 +111,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def close_after_accept(self, code: int) -> None:
         """End a socket that failed to open with `code` (the client reconnects), cleaned up."""
         outbox = self.outbox
-        if outbox is not None and outbox.held is None and outbox.task is not None:
+        if outbox is not None and outbox.held is None:
             # Hello is out: close after what is queued, by the socket's writer.
             outbox.close(code)
-            await asyncio.wait({outbox.task}, timeout=CLEANUP_TIMEOUT)
+            if outbox.task is not None:
+                await asyncio.wait({outbox.task}, timeout=CLEANUP_TIMEOUT)
         else:  # the writer has not started: closing directly cannot race it
             if not self.accepted:
                 await self.accept()

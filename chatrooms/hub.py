@@ -147,15 +147,37 @@ class DirectWriter:
 
 
 class Outbox:
-    """One socket's ordered, bounded queue of frames, and the task writing it."""
+    """One socket's ordered, bounded queue of frames, and how it gets written.
 
-    __slots__ = ("send", "direct", "queue", "held", "floor", "closed", "waiter", "task", "room_id")
+    Under uvicorn's websockets-sansio (DirectWriter) a put schedules one
+    flush for the loop's next turn, which writes every frame waiting by
+    then in one socket write: no task and no future per socket while it is
+    idle (a few KiB less per socket) and no task switch per frame. A socket
+    the server asks us to stop writing to (flow control), a close, and any
+    other server go through the ASGI `send` in a writer task, which under
+    uvicorn ends once the queue is empty and under daphne stays for the
+    socket's life. Either way one writer at a time, so frames keep their
+    order.
+    """
+
+    __slots__ = (
+        "send",
+        "direct",
+        "queue",
+        "held",
+        "floor",
+        "closed",
+        "waiter",
+        "task",
+        "scheduled",
+        "room_id",
+    )
 
     def __init__(self, send: Send, room_id: int) -> None:
         self.send = send
         self.direct = DirectWriter.of(send)
         self.room_id = room_id
-        self.queue: deque[str | int] = deque()  # text frames; an int is a close code
+        self.queue: list[str | int] = []  # text frames; an int is a close code
         # Until hello is out, frames wait here with their message ids, so that
         # the ones hello already holds can be dropped.
         self.held: list[tuple[int, str]] | None = []
@@ -163,6 +185,7 @@ class Outbox:
         self.closed = False
         self.waiter: asyncio.Future | None = None
         self.task: asyncio.Task | None = None
+        self.scheduled = False  # a flush is due on the loop's next turn
 
     def put(self, text: str, message_id: int = 0) -> None:
         """Queue a frame (a message's frame carries its id)."""
@@ -191,14 +214,19 @@ class Outbox:
         self._wake()
 
     def close(self, code: int) -> None:
-        """Write what is queued, then close the socket with `code`; accept nothing more."""
+        """Write what is queued, then close the socket with `code`; accept nothing more.
+
+        The writer task (`task`) ends once the close is written."""
         if self.closed:
             return
         if self.held is not None:
             self.held = None
         self.queue.append(code)
-        self._wake()
         self.closed = True
+        if self.task is None:
+            self._start()
+        else:
+            self._wake()
 
     def stop(self) -> None:
         """The socket is gone: drop everything, end the writer."""
@@ -209,30 +237,68 @@ class Outbox:
             self.task.cancel()
 
     def _wake(self) -> None:
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._write())
-        elif self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        if self.task is not None:
+            waiter = self.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif self.direct is None:
+            self._start()
+        elif not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._write())
+
+    def _flush(self) -> None:
+        """Write what waits, at once, when the socket takes it (see the class docstring)."""
+        self.scheduled = False
+        queue = self.queue
+        if self.task is not None or not queue:
+            return
+        direct = self.direct
+        if isinstance(queue[0], str) and direct.ready():
+            texts = self._texts()
+            try:
+                direct.write(texts)
+            except Exception:  # the peer vanished mid-write; disconnect cleans up
+                self.closed = True
+                self.queue.clear()
+                return
+        if self.queue:  # a close, or a socket that takes no more for now
+            self._start()
+
+    def _texts(self) -> list[str]:
+        """Take the text frames at the head of the queue (up to a close)."""
+        queue = self.queue
+        for n, item in enumerate(queue):
+            if not isinstance(item, str):
+                texts = queue[:n]
+                del queue[:n]
+                return texts
+        self.queue = []
+        return queue
 
     async def _write(self) -> None:
-        queue, send, direct = self.queue, self.send, self.direct
+        send, direct = self.send, self.direct
         loop = asyncio.get_running_loop()
         try:
             while True:
-                while queue:
+                while self.queue:
+                    queue = self.queue
                     if direct is not None and isinstance(queue[0], str) and direct.ready():
-                        texts = []
-                        while queue and isinstance(queue[0], str):
-                            texts.append(queue.popleft())
-                        direct.write(texts)
+                        direct.write(self._texts())
                         continue
-                    item = queue.popleft()
+                    item = queue.pop(0)
                     if isinstance(item, int):
                         await send({"type": "websocket.close", "code": item})
-                        queue.clear()
+                        self.queue.clear()
                         return
                     await send({"type": "websocket.send", "text": item})
                 if self.closed:
+                    return
+                if direct is not None:  # all written: flushes take over again
+                    self.task = None
                     return
                 self.waiter = loop.create_future()
                 await self.waiter
@@ -241,7 +307,7 @@ class Outbox:
             raise
         except Exception:  # the peer vanished mid-write; disconnect cleans up
             self.closed = True
-            queue.clear()
+            self.queue.clear()
 
 
 def _channel(room_id: int) -> str:

@@ -32,7 +32,10 @@ class SessionKeyMiddleware:
             if name == b"cookie":
                 key = parse_cookie(value.decode("latin-1")).get(settings.SESSION_COOKIE_NAME, "")
                 break
-        return await self.inner({**scope, "session_key": key}, receive, send)
+        # The server's scope dict belongs to this one connection: adding a key
+        # to it, rather than copying it, saves a dict per socket.
+        scope["session_key"] = key
+        return await self.inner(scope, receive, send)
 
 
 class HandshakeGuard:
@@ -63,7 +66,8 @@ class HandshakeGuard:
         try:
             # Frames after the accept go to the server's send directly
             # (the consumer's Outbox): no wrapper on every frame.
-            await self.inner({**scope, "server_send": send}, receive, watched_send)
+            scope["server_send"] = send  # in place, as SessionKeyMiddleware
+            await self.inner(scope, receive, watched_send)
         except DatabaseError as exc:
             if started:
                 raise

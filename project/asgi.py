@@ -3,7 +3,7 @@
 browser -> ProtocolTypeRouter
   http      -> Django (allauth, lobby, room pages, admin, /healthz)
   websocket -> AllowedHostsOriginValidator -> HandshakeGuard
-               -> SessionKeyMiddleware -> URLRouter(chatrooms.routing) -> ChatConsumer
+               -> SessionKeyMiddleware -> ChatSocketRouter (chatrooms.routing) -> ChatConsumer
 
 The socket's session and user are not loaded by Channels' AuthMiddlewareStack
 but by the consumer, from the process's connect cache when it can
@@ -22,11 +22,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 # imports models, such as the consumers behind the routing.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chatrooms.middleware import HandshakeGuard, SessionKeyMiddleware  # noqa: E402
-from chatrooms.routing import websocket_urlpatterns  # noqa: E402
+from chatrooms.routing import ChatSocketRouter  # noqa: E402
 
 
 def _daphne_closes_with_a_code() -> None:
@@ -60,7 +60,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            HandshakeGuard(SessionKeyMiddleware(URLRouter(websocket_urlpatterns)))
+            HandshakeGuard(SessionKeyMiddleware(ChatSocketRouter()))
         ),
     }
 )

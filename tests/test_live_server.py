@@ -82,3 +82,32 @@ async def test_static_files_and_pages_are_served(live):
     for path in ("/static/chat/chat.js", "/static/vendor/bootstrap/bootstrap.min.css"):
         status, _ = erin.get(path)
         assert status == 200, path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/nope/",
+        "/ws/chat/caf%C3%A9/",  # a non-ASCII slug
+        "/ws/chat/general/extra/",
+        "/ws/chat//",
+        "/ws/chat/" + "x" * 101 + "/",
+    ],
+)
+async def test_a_path_that_is_no_chat_socket_is_refused_cleanly(live, path):
+    """403 at the handshake, where Channels' router answered 500 with a traceback."""
+    frank = Browserless(live).sign_up(f"frank{abs(hash(path)) % 100_000}")
+    status, where = frank.post_form("/chats/enter/", {"name": "Paths"})
+    assert status == 200
+    before = live.log_path.stat().st_size
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await websockets.connect(
+            live.ws_base + path,
+            origin=websockets.Origin(live.base),
+            additional_headers={"Cookie": frank.cookie_header},
+        )
+    assert refused.value.response.status_code == 403
+    async with await frank.socket(where.rstrip("/").rsplit("/", 1)[-1]) as ws:
+        assert (await recv_json(ws, "hello"))["user"]["username"].startswith("frank")
+    written = live.log_path.read_bytes()[before:].decode(errors="replace")
+    assert "Traceback" not in written and " 500" not in written

@@ -181,14 +181,14 @@ async def test_many_first_subscriptions_at_once_share_one_working_reader(setting
 
 async def test_under_uvicorn_a_burst_goes_out_in_one_write_in_order_then_the_close():
     """uvicorn's websockets-sansio protocol: the outbox writes the frames waiting
-    for a socket at once (DirectWriter), in order, then closes after them; a
-    socket that cannot take more (paused, closing) goes through `send`."""
+    for a socket at once (DirectWriter), in order, keeps no task while idle,
+    and closes after the frames queued before the close."""
     import uvicorn
     import websockets
 
     from tests.live import free_port
 
-    boxes, writes = [], []
+    boxes, writes, idle_tasks = [], [], []
 
     async def app(scope, receive, send):
         assert (await receive())["type"] == "websocket.connect"
@@ -201,7 +201,12 @@ async def test_under_uvicorn_a_burst_goes_out_in_one_write_in_order_then_the_clo
         box.release("hello", floor=0)
         for n in range(200):
             box.put(f"m{n}", n + 1)
+        assert (await receive())["text"] == "more"
+        idle_tasks.append(box.task)
+        for n in range(200, 203):
+            box.put(f"m{n}", n + 1)
         box.close(protocol.CLOSE_TOO_SLOW)
+        box.put("after the close")
         while (await receive())["type"] != "websocket.disconnect":
             pass
 
@@ -215,12 +220,14 @@ async def test_under_uvicorn_a_burst_goes_out_in_one_write_in_order_then_the_clo
         await eventually(lambda: server.started)
         async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
             got = [await ws.recv() for _ in range(201)]
+            assert len(writes) == 1  # hello and 200 frames, one write
+            await ws.send("more")
+            got += [await ws.recv() for _ in range(3)]
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await ws.recv()
-        assert got == ["hello"] + [f"m{n}" for n in range(200)]
+        assert got == ["hello"] + [f"m{n}" for n in range(203)]
         assert closed.value.rcvd.code == protocol.CLOSE_TOO_SLOW
-        assert boxes[0].direct is not None
-        assert len(writes) <= 3  # hello and the burst (and the close), not 201 writes
+        assert boxes[0].direct is not None and idle_tasks == [None]
     finally:
         server.should_exit = True
         await serving
