@@ -216,9 +216,14 @@ class ConnectCache:
     # --- Lookups ---------------------------------------------------------------------
 
     def user(self, session_key: str):
-        """A copy of the session's user, or None when not cached (or no longer valid)."""
+        """The session's user, or None when not cached (or no longer valid).
+
+        One instance shared by the user's sockets in this process, read-only
+        (nothing on the socket path saves or changes a user): a copy per socket
+        cost about 1 KiB per idle socket. A change to the user drops the
+        entry; sockets opened later get the new instance."""
         entry = self._user_entry(session_key)
-        return copy.copy(entry.user) if entry is not None else None
+        return entry.user if entry is not None else None
 
     def access(self, user_id: int, slug: str) -> RoomAccess | None:
         """The user's access to the room by slug, when both are cached; None: ask the database."""
@@ -324,8 +329,8 @@ class ConnectCache:
                     return None, None, None
                 access = shared.rooms.get(slug)
                 if access is not None:
-                    return copy.copy(shared.user), access, None
-                user = copy.copy(shared.user)  # a room it did not cover: read that
+                    return shared.user, access, None
+                user = shared.user  # a room it did not cover: read that
         leader = session_key not in self.inflight
         future = asyncio.get_running_loop().create_future()
         if leader:

@@ -17,6 +17,7 @@ always leaves, whatever happened.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import uuid
@@ -44,6 +45,11 @@ CLEANUP_TIMEOUT = 5.0  # seconds for the Redis half of cleanup; local state goes
 IN_FLIGHT = 8  # messages of one socket waiting for storage before reading waits
 # Frames that wait for the socket's earlier messages to be stored first.
 ORDERED_AFTER_MESSAGES = frozenset({"chat.edit", "chat.delete", "history", "read"})
+# A socket's id (presence in Redis, the hub, the `skip` of its own frames):
+# unique across processes by a random tag per process, short because every
+# published frame carries its sender's.
+PROCESS_TAG = uuid.uuid4().hex[:12]
+_sockets = itertools.count(1)
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -56,9 +62,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # None for an alias that is not configured): see the module docstring.
     channel_layer_alias = "chat-consumers-use-the-hub"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.storing: set[asyncio.Future] = set()  # messages the writer has not answered
+    # Messages the writer has not answered; the socket's own set from its first
+    # message (most sockets only read: no set for them).
+    storing: set[asyncio.Future] = frozenset()
 
     async def __call__(self, scope, receive, send):
         """Run the socket; whatever ends it (even an exception), clean up.
@@ -123,11 +129,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.cleanup()
 
     accepted = False
+    answered = False  # the handshake was answered: accepted, or refused with a close
 
     async def accept(self, subprotocol=None, headers=None):
         """Accept the handshake, remembering it: a failure after it closes, not refuses."""
-        self.accepted = True
+        self.accepted = self.answered = True
         await super().accept(subprotocol, headers)
+
+    async def close(self, code=None, reason=None):
+        self.answered = True
+        await super().close(code, reason)
 
     async def open(self):
         """The handshake's work: check, accept, join the hub and presence, say hello.
@@ -164,14 +175,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         """
         self.scope["user"] = user
         self.access, self.user = access, user
-        self.conn_id = uuid.uuid4().hex
+        self.conn_id = f"{PROCESS_TAG}.{next(_sockets)}"
         self.display_name = user.shown_name
         self.budget = FrameBudget()
         await self.accept()
         # Join the room before reading history: a message stored in between
         # is then held, and dropped by id if hello has it; never missed.
-        # The server's own send (HandshakeGuard leaves it in the scope):
-        # room frames need no wrapper once the socket is accepted.
+        # The server's own send (chatrooms/routing.py leaves it in the scope).
         self.outbox = Outbox(self.scope.get("server_send", self.base_send), access.room_id)
         sessions.watch(
             conn_id=self.conn_id,
@@ -344,6 +354,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             body=event.message,
             client_id=event.client_id,
         )
+        if not self.storing:
+            self.storing = set()
         self.storing.add(answer)
         answer.add_done_callback(lambda done: self.on_stored(done, event))
 

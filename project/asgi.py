@@ -2,8 +2,8 @@
 
 browser -> ProtocolTypeRouter
   http      -> Django (allauth, lobby, room pages, admin, /healthz)
-  websocket -> AllowedHostsOriginValidator -> HandshakeGuard
-               -> SessionKeyMiddleware -> ChatSocketRouter (chatrooms.routing) -> ChatConsumer
+  websocket -> ChatSocketApp (chatrooms.routing: path, Origin, session key)
+               -> ChatConsumer
 
 The socket's session and user are not loaded by Channels' AuthMiddlewareStack
 but by the consumer, from the process's connect cache when it can
@@ -23,10 +23,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chatrooms.middleware import HandshakeGuard, SessionKeyMiddleware  # noqa: E402
-from chatrooms.routing import ChatSocketRouter  # noqa: E402
+from chatrooms.routing import ChatSocketApp  # noqa: E402
 
 
 def _daphne_closes_with_a_code() -> None:
@@ -59,8 +57,6 @@ _daphne_closes_with_a_code()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            HandshakeGuard(SessionKeyMiddleware(ChatSocketRouter()))
-        ),
+        "websocket": ChatSocketApp(),
     }
 )
