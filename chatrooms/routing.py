@@ -7,8 +7,11 @@ For each handshake, in order:
    reads it); anything else (`/ws/nope/`, `/ws/chat/café/`) is refused at the
    handshake (HTTP 403) with one log line, where Channels' URLRouter raised
    out of the application (HTTP 500 and a traceback);
-2. the Origin must be one of ALLOWED_HOSTS (Channels' AllowedHostsOriginValidator's
-   rule), else 403;
+2. the Origin must be the site's own, by Django's CSRF rule (`origin_allowed`):
+   scheme, host and port equal to those the socket was opened on, that host
+   one of ALLOWED_HOSTS, or an origin of CSRF_TRUSTED_ORIGINS; else 403.
+   (Channels' AllowedHostsOriginValidator compared the host alone:
+   `Origin: http://localhost:9999` passed for a site on port 8000.)
 3. the session cookie's key goes in the scope (`session_key`); nothing is
    read: the consumer resolves the session and the user from the process's
    connect cache (chatrooms/access.py) or in one database hop with the room;
@@ -28,12 +31,13 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import urlparse
+from urllib.parse import urlsplit
 
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 from django.db import Error as DatabaseError
 from django.http.cookie import parse_cookie
+from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 from chatrooms import protocol
 from chatrooms.consumers import ChatConsumer
@@ -49,7 +53,6 @@ class ChatSocketApp:
 
     def __init__(self, consumer_class: type[ChatConsumer] = ChatConsumer) -> None:
         self.consumer_class = consumer_class
-        self.origins = AllowedHostsOriginValidator(None)  # for its valid_origin rule only
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -59,15 +62,19 @@ class ChatSocketApp:
         match = SOCKET_PATH.fullmatch(path)
         if match is None:
             return await self.refuse(receive, send, "no chat socket at %r", path[:200])
-        origin, key = None, ""
+        origin = host = None
+        key = ""
         for name, value in scope.get("headers", ()):
             if name == b"origin":
-                origin = value
+                origin = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
             elif name == b"cookie" and not key:
                 cookies = parse_cookie(value.decode("latin-1"))
                 key = cookies.get(settings.SESSION_COOKIE_NAME, "")
-        if not self.origins.valid_origin(_parse_origin(origin)):
-            return await self.refuse(receive, send, "origin %r not allowed", origin)
+        secure = scope.get("scheme") in ("wss", "https")
+        if not origin_allowed(origin, host, secure):
+            return await self.refuse(receive, send, "origin %r not allowed for %r", origin, host)
         scope["url_route"] = {"args": (), "kwargs": {"slug": match["slug"]}}
         scope["session_key"] = key
         scope["server_send"] = send  # the consumer's Outbox writes frames through it
@@ -89,10 +96,39 @@ class ChatSocketApp:
             await send({"type": "websocket.close"})  # before the accept: HTTP 403
 
 
-def _parse_origin(value: bytes | None):
-    if value is None:
-        return None
+def origin_allowed(origin: str | None, host: str | None, secure: bool) -> bool:
+    """Whether a socket opened on `host` (the Host header) from `origin` may go on.
+
+    Django's CSRF origin rule (CsrfViewMiddleware._origin_verified), so the
+    socket trusts exactly the origins a form POST does: the request's own
+    origin (`https://` when the socket came over TLS, as uvicorn's proxy
+    headers report it behind nginx, else `http://`, then the Host header,
+    port included) when that host is one of ALLOWED_HOSTS; or one of
+    CSRF_TRUSTED_ORIGINS (`https://*.example.com` for subdomains). No Origin
+    (not a browser) is refused too.
+    """
+    if not origin:
+        return False
+    origin = origin.lower()
+    if host:
+        host = host.lower()
+        domain, _ = split_domain_port(host)
+        allowed = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]  # as Django's get_host
+        if domain and validate_host(domain, allowed):
+            if origin == ("https://" if secure else "http://") + host:
+                return True
+    trusted = settings.CSRF_TRUSTED_ORIGINS
+    if not trusted:
+        return False
+    if origin in (o.lower() for o in trusted):
+        return True
     try:
-        return urlparse(value.decode("latin-1"))
+        parts = urlsplit(origin)
     except ValueError:
-        return None
+        return False
+    return any(
+        parts.scheme == pattern.scheme and is_same_domain(parts.netloc, pattern.netloc.lstrip("*"))
+        for pattern in map(urlsplit, (o.lower() for o in trusted if "*" in o))
+    )

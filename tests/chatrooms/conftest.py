@@ -122,7 +122,7 @@ async def open_socket(user, slug: str, *, origin=ORIGIN, query: str = "", cookie
     """Connect as `user` (None: anonymous); returns (accepted, Socket or close code)."""
     from project.asgi import application
 
-    headers = [(b"origin", origin)] if origin else []
+    headers = [(b"host", b"localhost")] + ([(b"origin", origin)] if origin else [])
     if user is not None:
         value = cookie or await database_sync_to_async(session_cookie)(user)
         headers.append((b"cookie", f"sessionid={value}".encode()))
