@@ -54,6 +54,43 @@ def _daphne_closes_with_a_code() -> None:
 
 _daphne_closes_with_a_code()
 
+
+# Close codes an endpoint may send (RFC 6455 7.4 and IANA's registry): not
+# 1004-1006 or 1015, which only describe a connection, nor 1016-2999.
+SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
+
+
+def _daphne_sends_every_close_code() -> None:
+    """Let daphne send 1011 (server error) and 1013 (try again later).
+
+    daphne closes a socket with autobahn's sendClose, which accepts only 1000
+    and 3000-4999 from an application: our 1011 and 1013 raised inside daphne
+    ("invalid close code 1013"), and the client saw 1006 instead of being told
+    to come back later. Codes RFC 6455 lets a server send go out as autobahn's
+    own close frame; anything else is left to sendClose, as before.
+    """
+    try:
+        from daphne.ws_protocol import WebSocketProtocol
+    except ImportError:  # another ASGI server
+        return
+    original = WebSocketProtocol.serverClose
+    if getattr(original, "sends_every_close_code", False):
+        return
+
+    def server_close(self, code=None):
+        if code in SENDABLE_CLOSE_CODES and code != 1000:
+            self.sendCloseFrame(code=code, isReply=False)
+        else:
+            original(self, code)
+
+    server_close.sends_every_close_code = True
+    WebSocketProtocol.serverClose = server_close
+
+
+_daphne_sends_every_close_code()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

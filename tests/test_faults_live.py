@@ -596,3 +596,36 @@ async def test_database_outage_answers_unavailable_and_heals(proxied_server, pg_
         f" after restore the resend was stored in {stored_after:.2f} s"
         f" ({attempts} attempt(s))"
     )
+
+
+@pytest.fixture
+def proxied_daphne(pg_proxy, postgres_url, redis_url, tmp_path, monkeypatch):
+    """The same with daphne, the development server."""
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    with fresh_database(tmp_path) as url:
+        env = server_env(pg_proxy.url_for(url), redis_url)
+        server = Server(env, log=tmp_path / "server.log", kind="daphne")
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
+async def test_daphne_closes_with_1013_too_while_the_database_is_away(
+    proxied_daphne, pg_proxy, sockets
+):
+    """autobahn (daphne's engine) sends only 1000 and 3000-4999 from the application:
+    1011 and 1013 raised inside daphne and the client saw 1006 (no reason to wait)."""
+    server = proxied_daphne
+    alice = Browserless(server).sign_up("alice")
+    alice.post_form("/chats/enter/", {"name": "Ops"})
+    pg_proxy.cut()
+    try:
+        for name in ("a tab", "the same tab, again"):
+            hello, code, took = await Chatter(alice, "ops", sockets, name).attempt()
+            assert (hello, code) == (None, 1013), (name, hello, code)
+    finally:
+        pg_proxy.restore()
+    assert (await Chatter(alice, "ops", sockets, "after").connect())["type"] == "hello"
+    log = server.log_path.read_text(errors="replace")
+    assert "invalid close code" not in log and "Traceback" not in log, log[-3000:]
