@@ -42,7 +42,7 @@ from bench.harness import (
 from bench.report import fmt_ms, summary
 
 RAMP_RATES = (20, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 1200, 1400)
-RAMP_RATES += (1600, 2000)
+RAMP_RATES += (1600, 2000, 2500, 3000, 4000, 5000)
 
 
 @dataclass
