@@ -150,6 +150,19 @@ class Server:
                 self.kill()
 
 
+@contextlib.contextmanager
+def servers_running(env: dict, folder: Path, n: int = 2, kind: str = "daphne"):
+    """n server processes on one environment (logs server<i>.log in folder), stopped after."""
+    servers = [Server(env, log=folder / f"server{i}.log", kind=kind) for i in range(n)]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
 class Browserless:
     """A person with a cookie jar: signs up and in through the real forms."""
 

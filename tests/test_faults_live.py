@@ -31,7 +31,16 @@ import pytest
 import websockets
 
 from tests.faults import own_redis, pg_proxy  # noqa: F401
-from tests.live import PYTHON, ROOT, Browserless, Server, fresh_database, recv_json, server_env
+from tests.live import (
+    PYTHON,
+    ROOT,
+    Browserless,
+    Server,
+    fresh_database,
+    recv_json,
+    server_env,
+    servers_running,
+)
 
 PRESENCE_TIMEOUT = 6  # seconds; production default is 30
 QUIET_SECONDS = 20  # longer than redis-py's 15 s health check and our 15 s keep-alive
@@ -380,14 +389,8 @@ def redis_cluster(request, tmp_path, own_redis):
     extra = production_settings(tmp_path) if request.param == "production" else {}
     with fresh_database(tmp_path) as url:
         env = server_env(url, own_redis.url, CHAT_PRESENCE_TIMEOUT=str(PRESENCE_TIMEOUT), **extra)
-        servers = [Server(env, log=tmp_path / f"server{n}.log", kind="uvicorn") for n in range(2)]
-        try:
-            for server in servers:
-                server.start()
+        with servers_running(env, tmp_path, kind="uvicorn") as servers:
             yield url, servers
-        finally:
-            for server in servers:
-                server.stop()
 
 
 async def test_redis_restart_heals_rooms_without_a_process_restart(

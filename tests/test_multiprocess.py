@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.live import Browserless, Server, fresh_database, recv_json, server_env
+from tests.live import Browserless, fresh_database, recv_json, server_env, servers_running
 
 PRESENCE_TIMEOUT = 6  # seconds; production default is 30
 
@@ -21,14 +21,8 @@ def cluster(tmp_path, redis_url):
     prefix = f"chat-mp-{uuid.uuid4().hex[:10]}"
     with fresh_database(tmp_path) as url:
         env = server_env(url, redis_url, prefix, CHAT_PRESENCE_TIMEOUT=str(PRESENCE_TIMEOUT))
-        servers = [Server(env, log=tmp_path / f"server{n}.log") for n in range(2)]
-        try:
-            for server in servers:
-                server.start()
+        with servers_running(env, tmp_path) as servers:
             yield servers
-        finally:
-            for server in servers:
-                server.stop()
 
 
 async def test_messages_and_presence_cross_processes_and_survive_a_kill(cluster):

@@ -16,7 +16,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.live import Browserless, Server, fresh_database, recv_json, server_env
+from tests.live import Browserless, fresh_database, recv_json, server_env, servers_running
 
 SENDERS = 4  # two per process
 PER_SENDER = 100
@@ -34,14 +34,8 @@ def cluster(tmp_path, redis_url):
     prefix = f"chat-order-{uuid.uuid4().hex[:10]}"
     with fresh_database(tmp_path) as url:
         env = server_env(url, redis_url, prefix, CHAT_RATE_LIMIT="0")
-        servers = [Server(env, log=tmp_path / f"server{n}.log", kind="uvicorn") for n in range(2)]
-        try:
-            for server in servers:
-                server.start()
+        with servers_running(env, tmp_path, kind="uvicorn") as servers:
             yield servers, url
-        finally:
-            for server in servers:
-                server.stop()
 
 
 class Reader:
