@@ -210,9 +210,16 @@ def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_POST
 def room_leave(request: HttpRequest, slug: str) -> HttpResponse:
-    """Leave a room (members and moderators; the owner hands it on first)."""
+    """Leave a room (members and moderators; the owner hands it on first).
+
+    Someone who is not a member (or is banned) gets the same 404 as for a
+    room that does not exist: a message saying they are not a member would
+    tell them that a private room of that slug exists."""
     room = selectors.room_for_settings(slug)
-    if room is None:
+    membership = (
+        selectors.membership_for(user_id=request.user.id, room_id=room.id) if room else None
+    )
+    if membership is None or membership.is_banned:
         raise Http404("No such room")
     try:
         services.member_leave(user=request.user, room=room)

@@ -121,6 +121,22 @@ def test_room_page_of_private_room_is_404_for_non_members(client, room_factory, 
     assert client.get("/chats/secret/").status_code == 200
 
 
+def test_leaving_a_room_one_is_not_in_answers_as_if_it_did_not_exist(
+    client, room_factory, alice, bob
+):
+    """A non-member (or a banned one) learns nothing: the same 404 as a missing slug,
+    where a private room's leave answered a redirect and "not a member"."""
+    room_factory("Secret", owner=alice, slug="secret", is_private=True)
+    general = room_factory("General", owner=alice, slug="general")
+    Membership.objects.create(room=general, user=bob, is_banned=True)
+    client.force_login(bob)
+    for slug in ("secret", "general", "missing"):
+        response = client.post(f"/chats/{slug}/leave/")
+        assert response.status_code == 404, slug
+        assert "member" not in response.content.decode().lower()
+    assert Membership.objects.filter(room=general, user=bob, is_banned=True).exists()
+
+
 def test_room_page_is_404_for_banned_missing_and_archived(client, room_factory, alice, bob):
     from django.utils import timezone
 
