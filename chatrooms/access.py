@@ -60,16 +60,19 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
+from django.contrib.auth.backends import ModelBackend
 from django.core.exceptions import ValidationError
+from django.db import connection
 
 from chatrooms import selectors, services, sessions
 from chatrooms.hub import SUBSCRIBED, Subscription, _channel, _user_channel, hub
-from chatrooms.models import Membership
+from chatrooms.models import Membership, Room
 from chatrooms.services.rooms import RoomAccess
 
 VERIFY_WAIT = 5.0  # seconds a socket waits for its room's first socket to verify the room
@@ -133,59 +136,236 @@ class Read:
     rooms: dict[str, RoomAccess] = field(default_factory=dict)  # the same, live rooms, by slug
 
 
-def connect_read(*, session_key: str, slug: str, user=None) -> Read:
+MAX_BATCH = 200  # connects read in one hop at most
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one database hop read for several connects: three queries for all of them.
+
+    sessions: session key -> (data or None, expiry); users: user id -> the user
+    (or None: no such row), for the sessions signed in through ModelBackend
+    (allauth's backend is one); members: user id -> the user's membership rows.
+    """
+
+    sessions: dict[str, tuple[dict | None, float]]
+    users: dict[Any, Any]
+    members: dict[Any, list[tuple]]
+
+    @classmethod
+    def read(cls, requests: list[dict]) -> Batch:
+        keys = [r["session_key"] for r in requests if r.get("user") is None]
+        found = sessions.read_sessions_expiring(keys) if keys else {}
+        ids = {r["user"].pk for r in requests if r.get("user") is not None}
+        wanted = set()
+        for data, _ in found.values():
+            user_id, backend = _session_user(data)
+            if backend is not None and type(backend).get_user is ModelBackend.get_user:
+                wanted.add(user_id)
+        users = _users_by_id(wanted)
+        ids.update(user_id for user_id, user in users.items() if user is not None)
+        members: dict[Any, list[tuple]] = {}
+        if ids:
+            ids_ = list(ids)
+            for row in _select(_memberships_sql() + _placeholders(len(ids_)), ids_):
+                members.setdefault(row[0], []).append(row[1:])
+        return cls(found, users, members)
+
+
+def connect_reads(requests: list[dict]) -> list[Read | Exception]:
+    """connect_read for each request (its keyword arguments), in one hop of three
+    queries for all (Batch) and a query more only for a public room joined now.
+    A request that fails gets its exception in its place."""
+    batch = Batch.read(requests)
+    results: list[Read | Exception] = []
+    for request in requests:
+        try:
+            results.append(connect_read(**request, batch=batch))
+        except Exception as exc:  # noqa: BLE001 - handed to that request's socket
+            results.append(exc)
+    return results
+
+
+def connect_read(*, session_key: str, slug: str, user=None, batch: Batch | None = None) -> Read:
     """The database's answer for a connect, in one hop: the session's user (unless
     `user` is given), the user's access to the room (joining a public one), and
-    every membership of the user with its live room (one query), for the
-    cache and for the session's other sockets opening at the same moment."""
+    every membership of the user with its live room, for the cache and for the
+    session's other sockets opening at the same moment.
+
+    Plain SQL on Django's connection rather than the ORM, and for every
+    connect waiting at once (`connect_reads`): in a connect storm these reads
+    run one after another on the process's one database thread, where the
+    ORM's query building cost about 1 ms of CPU per query, five times the
+    query itself, and the hellos waited behind them.
+    """
+    if batch is None:
+        batch = Batch.read([{"session_key": session_key, "user": user}])
     result = Read(user=user)
     if user is None:
-        data, result.session_expires = sessions.read_session(session_key)
-        result.user = user = user_for_session(data)
+        data, result.session_expires = batch.sessions.get(session_key, (None, math.inf))
+        result.user = user = user_for_session(data, batch.users)
         result.from_session = True
         if user is None:
             return result
-    result.access = services.room_enter(user=user, slug=slug)
-    rows = (
-        Membership.objects.filter(user_id=user.pk, is_banned=False)
-        .select_related("room")
-        .values_list(
-            "room_id",
-            "id",
-            "role",
-            "last_read_id",
-            "room__slug",
-            "room__name",
-            "room__topic",
-            "room__is_private",
-            "room__archived_at",
-        )
-    )
     result.members = {}
-    for room_id, membership_id, role, last_read, slug_, name, topic, private, archived in rows:
+    for (
+        room_id,
+        membership_id,
+        role,
+        last_read,
+        slug_,
+        name,
+        topic,
+        private,
+        archived,
+    ) in batch.members.get(user.pk, ()):
         result.members[room_id] = Member(membership_id, role, last_read)
         if archived is None:
             result.rooms[slug_] = RoomAccess(
                 room_id, slug_, name, topic, private, membership_id, role, last_read
             )
+    result.access = result.rooms.get(slug)
+    if result.access is None:  # not a member (yet), banned, no such room, archived
+        result.access = access = services.room_enter(user=user, slug=slug)
+        if access is not None:  # joined a public room now
+            result.members[access.room_id] = Member(
+                access.membership_id, access.role, access.last_read_id
+            )
+            result.rooms[access.slug] = access
     return result
 
 
-def user_for_session(data: dict | None):
-    """The active user the session signs in, checked as django.contrib.auth.get_user does."""
+def _select(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _placeholders(n: int) -> str:
+    """ "(%s, %s, ...)": a list of n parameters, for IN (any database)."""
+    return "(" + ", ".join(["%s"] * n) + ")"
+
+
+@cache
+def _memberships_sql() -> str:
+    """Users' memberships (not banned) with their rooms, as connect_read reads them."""
+    q = connection.ops.quote_name
+    m, r = Membership._meta, Room._meta
+    mc, rc = (lambda name: q(m.get_field(name).column)), (lambda name: q(r.get_field(name).column))
+    columns = (
+        f"m.{mc('user')}, m.{mc('room')}, m.{mc('id')}, m.{mc('role')}, m.{mc('last_read_id')},"
+        f" r.{rc('slug')}, r.{rc('name')}, r.{rc('topic')}, r.{rc('is_private')},"
+        f" r.{rc('archived_at')}"
+    )
+    tables = f"{q(m.db_table)} m JOIN {q(r.db_table)} r ON r.{rc('id')} = m.{mc('room')}"
+    where = f"NOT m.{mc('is_banned')} AND m.{mc('user')} IN "
+    return f"SELECT {columns} FROM {tables} WHERE {where}"  # noqa: S608 - quoted identifiers
+
+
+@cache
+def _users_sql() -> tuple[str, list[str]]:
+    """Users' rows by primary key, every concrete field (for Model.from_db), but the list."""
+    q = connection.ops.quote_name
+    opts = get_user_model()._meta
+    fields = opts.concrete_fields
+    columns = ", ".join(q(f.column) for f in fields)
+    table, pk = q(opts.db_table), q(opts.pk.column)
+    sql = f"SELECT {columns} FROM {table} WHERE {pk} IN "  # noqa: S608 - quoted identifiers
+    return sql, [f.attname for f in fields]
+
+
+def _users_by_id(ids: set) -> dict:
+    """ModelBackend.get_user's users by id, before its is_active check, in one plain query
+    (connect_read says why); None for an id with no row."""
+    if not ids:
+        return {}
+    sql, attnames = _users_sql()
+    ids_ = list(ids)
+    users = dict.fromkeys(ids_)
+    model, alias, pk = (
+        get_user_model(),
+        connection.alias,
+        attnames.index(get_user_model()._meta.pk.attname),
+    )
+    for row in _select(sql + _placeholders(len(ids_)), ids_):
+        users[row[pk]] = model.from_db(alias, attnames, row)
+    return users
+
+
+def _session_user(data: dict | None):
+    """(user id, its backend) that the session data names, or (None, None)."""
     if not data:
-        return None
+        return None, None
     try:
         user_id = get_user_model()._meta.pk.to_python(data[SESSION_KEY])
         backend_path = data[BACKEND_SESSION_KEY]
     except (KeyError, ValidationError):
-        return None
+        return None, None
     if backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None, None
+    return user_id, load_backend(backend_path)
+
+
+def user_for_session(data: dict | None, users: dict | None = None):
+    """The active user the session signs in, checked as django.contrib.auth.get_user does.
+
+    `users`: users already read by id (Batch), for a ModelBackend session.
+    """
+    user_id, backend = _session_user(data)
+    if backend is None:
         return None
-    user = load_backend(backend_path).get_user(user_id)  # None when inactive
+    if users is not None and user_id in users:  # ModelBackend.get_user, read with the batch
+        user = users[user_id]
+        if user is not None and not backend.user_can_authenticate(user):
+            user = None
+    else:
+        user = backend.get_user(user_id)  # None when inactive
     if user is None or sessions.verdict(data, user, user.pk):
         return None
     return user
+
+
+class GroupRead:
+    """Connect reads waiting for the database, all read in the next hop (connect_reads).
+
+    Like the writer's group commit: while one hop runs, the connects that
+    miss the cache wait together and go in the next one (MAX_BATCH at most),
+    so a storm of connects costs a few hops of three queries each, and the
+    database thread stays free for the hellos' history reads in between.
+    """
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[dict, asyncio.Future]] = []
+        self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def read(self, **request) -> Read:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # a new event loop (tests): nothing of the old one goes on
+            self.loop, self.waiting, self.task = loop, [], None
+        future = loop.create_future()
+        self.waiting.append((request, future))
+        if self.task is None:
+            self.task = loop.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+                try:
+                    results = await database_sync_to_async(connect_reads)([r for r, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every connect of the hop gets it
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # its socket went away meanwhile
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.task = None
 
 
 class ConnectCache:
@@ -198,6 +378,7 @@ class ConnectCache:
         self.room_slugs: dict[int, str] = {}
         self.memberships: dict[int, Member] = {}
         self.inflight: dict[str, asyncio.Future] = {}  # session key -> the read running for it
+        self.reads = GroupRead()
         self.room_reads: dict[str, asyncio.Future] = {}  # slug -> a read of it running now
         # Channel -> loop time it last carried an event; reset: when all was dropped.
         self.touched: dict[str, float] = {}
@@ -341,9 +522,7 @@ class ConnectCache:
         result = None
         try:
             started = clock()
-            result = await database_sync_to_async(connect_read)(
-                session_key=session_key, slug=slug, user=user
-            )
+            result = await self.reads.read(session_key=session_key, slug=slug, user=user)
             provisional = self.remember(session_key=session_key, started=started, result=result)
         finally:
             if leader:

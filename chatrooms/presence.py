@@ -353,6 +353,18 @@ class Tracker:
                 await broadcast_presence(room_id, username, "leave")
 
 
+@dataclass(slots=True)
+class _Burst:
+    """A room's presence publishing now, and the latest change waiting behind it."""
+
+    loop: asyncio.AbstractEventLoop
+    task: asyncio.Task | None = None
+    waiting: tuple[str, str] | None = None  # (username, status) of the latest change
+
+
+_bursts: dict[int, _Burst] = {}  # room id -> the presence publish in flight
+
+
 async def broadcast_presence(
     room_id: int,
     username: str,
@@ -364,7 +376,43 @@ async def broadcast_presence(
 
     `skip`: a socket that knows already (the joiner, whose hello said it).
     `listing`: the online list and names, when the caller has just read them.
+
+    A burst is coalesced (docs/protocol.md, presence): while one of the
+    room's presence frames is being published, the changes that come wait,
+    and go out as one frame naming the latest, with the online list read
+    then. Every frame carries the whole list, so nothing is lost; and a
+    thousand sockets opening at once no longer cost a thousand frames to
+    each socket of the room (half the CPU of a connect storm went there).
     """
+    loop = asyncio.get_running_loop()
+    burst = _bursts.get(room_id)
+    if burst is not None and burst.loop is loop:
+        burst.waiting = (username, status)
+        return
+    burst = _bursts[room_id] = _Burst(loop)
+    burst.task = loop.create_task(_publish_burst(room_id, burst, username, status, skip, listing))
+    burst.task.add_done_callback(_retrieved)  # its error is the caller's, if still there
+    # Shielded: a socket that goes away meanwhile does not take the waiting changes with it.
+    await asyncio.shield(burst.task)
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _publish_burst(room_id, burst: _Burst, username, status, skip, listing) -> None:
+    try:
+        await _publish_presence(room_id, username, status, skip, listing)
+        while burst.waiting is not None:
+            (username, status), burst.waiting = burst.waiting, None
+            await _publish_presence(room_id, username, status, "", None)
+    finally:
+        if _bursts.get(room_id) is burst:
+            del _bursts[room_id]
+
+
+async def _publish_presence(room_id, username, status, skip, listing) -> None:
     online, names = listing if listing is not None else await tracker.online_with_names(room_id)
     frame = protocol.presence_frame(user=username, status=status, online=online, names=names)
     await hub.publish(room_id, protocol.encode(frame), skip=skip)

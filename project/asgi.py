@@ -12,6 +12,7 @@ but by the consumer, from the process's connect cache when it can
 
 from __future__ import annotations
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -97,3 +98,11 @@ application = ProtocolTypeRouter(
         "websocket": ChatSocketApp(),
     }
 )
+
+
+# Everything loaded so far (Django, the apps, the URLconf: some hundred
+# thousand objects) lives as long as the process: out of the garbage
+# collector's sight, so that each full collection walks only what sockets
+# and requests made. In a storm of 1,000 connects this took the full
+# collections from 0.68 s of CPU to 0.20 s (bench/run.py --only idle).
+gc.freeze()

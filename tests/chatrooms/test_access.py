@@ -10,6 +10,8 @@ the read); the second one caches; on the in-memory layer the first does.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
@@ -130,6 +132,100 @@ async def test_sockets_of_one_session_opening_together_share_one_read(
     opened = await asyncio.gather(*(connect(alice, room, cookie=key) for room in rooms))
     assert [hello["room"]["slug"] for _, hello in opened] == [room.slug for room in rooms]
     assert reads["connect"] == 1
+
+
+async def test_a_storm_of_sessions_is_read_in_a_few_hops_each_with_its_own_answer(
+    layer, room_factory, user_factory, connect, monkeypatch
+):
+    """Connects that miss the cache at once wait together for one database hop
+    (access.GroupRead): sessions, users and memberships each in one query for
+    all of them; and every socket still gets exactly its own answer."""
+    import asyncio
+
+    owner = await database_sync_to_async(user_factory)()
+    public = await database_sync_to_async(room_factory)("Open", owner=owner)
+    members = [await database_sync_to_async(user_factory)() for _ in range(8)]
+    private = await database_sync_to_async(room_factory)(
+        "Closed", owner=owner, is_private=True, members=members[:4]
+    )
+    outsider = await database_sync_to_async(user_factory)(is_active=True)
+    gone = await database_sync_to_async(user_factory)()
+    keys = {user.pk: await browser(user) for user in [*members, outsider, gone]}
+    await database_sync_to_async(type(gone).objects.filter(pk=gone.pk).update)(is_active=False)
+    hops = []
+    real = access.connect_reads
+
+    def counting(requests):
+        hops.append(len(requests))
+        return real(requests)
+
+    monkeypatch.setattr(access, "connect_reads", counting)
+
+    async def attempt(user, room):
+        accepted, sock = await open_socket(user, room.slug, cookie=keys[user.pk])
+        if not accepted:
+            return None
+        hello = await sock.recv_type("hello")
+        await sock.communicator.disconnect()
+        return hello
+
+    plan = [(user, private) for user in members] + [
+        (user, public) for user in [*members, outsider, gone]
+    ]
+    hellos = await asyncio.gather(*(attempt(user, room) for user, room in plan))
+    for (user, room), hello in zip(plan, hellos, strict=True):
+        may_enter = user.is_active and user is not gone and (room is public or user in members[:4])
+        if not may_enter:
+            assert hello is None, (user.username, room.slug)
+            continue
+        assert hello["room"]["slug"] == room.slug
+        assert hello["user"]["username"] == user.username
+    # A session's second socket reads only a room the first read did not cover
+    # (here: joining the public room), and all of them go in a few hops.
+    assert len({user.pk for user, _ in plan}) <= sum(hops) <= len(plan)
+    assert len(hops) <= 3, hops
+    # Joining the public room on connect stored the membership, once each.
+    joined = await database_sync_to_async(
+        lambda: set(public.memberships.values_list("user_id", flat=True))
+    )()
+    assert joined == {owner.pk, outsider.pk, *(m.pk for m in members)}
+
+
+async def test_a_connect_that_fails_in_a_shared_hop_fails_alone(
+    layer, room, user_factory, connect, monkeypatch
+):
+    """One connect's error in a shared hop (here: joining the public room, for
+    one newcomer) closes that socket only, with the code that says whether to
+    come back; the others of the hop get their hello."""
+    import asyncio
+
+    from django.db.utils import OperationalError
+
+    people = [await database_sync_to_async(user_factory)() for _ in range(4)]
+    unlucky = people[1]
+    keys = {user.pk: await browser(user) for user in people}
+    real = services.room_enter
+
+    def room_enter(*, user, slug):
+        if user.pk == unlucky.pk:
+            raise OperationalError("connection refused")
+        return real(user=user, slug=slug)
+
+    monkeypatch.setattr(services, "room_enter", room_enter)
+
+    async def attempt(user):
+        accepted, sock = await open_socket(user, room.slug, cookie=keys[user.pk])
+        assert accepted
+        output = await sock.communicator.receive_output(timeout=5)
+        await sock.communicator.disconnect()
+        return output
+
+    outputs = await asyncio.gather(*(attempt(user) for user in people))
+    for user, output in zip(people, outputs, strict=True):
+        if user is unlucky:
+            assert output == {"type": "websocket.close", "code": 1013}
+        else:
+            assert json.loads(output["text"])["type"] == "hello"
 
 
 async def test_a_session_is_not_trusted_before_its_users_channel_is_heard(

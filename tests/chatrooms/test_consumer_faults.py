@@ -13,7 +13,7 @@ import pytest
 from django.db.utils import OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chatrooms import consumers, protocol, selectors, services
+from chatrooms import access, consumers, protocol, selectors, services
 from chatrooms.hub import hub
 from chatrooms.models import Message
 from chatrooms.presence import tracker
@@ -115,8 +115,8 @@ async def test_storage_down_answers_unavailable_and_a_resend_is_stored_once(
 # --- The handshake: refused with a code that says whether to come back -----------------
 
 CONNECT_FAULTS = [
-    ("room_enter", services, boom, protocol.CLOSE_SERVER_ERROR),
-    ("room_enter", services, OperationalError, protocol.CLOSE_TRY_AGAIN),
+    ("connect_reads", access, boom, protocol.CLOSE_SERVER_ERROR),
+    ("connect_reads", access, OperationalError, protocol.CLOSE_TRY_AGAIN),
     ("message_history", selectors, boom, protocol.CLOSE_SERVER_ERROR),
     ("message_history", selectors, OperationalError, protocol.CLOSE_TRY_AGAIN),
     ("join", hub, aboom, protocol.CLOSE_SERVER_ERROR),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import random
 import types
 import uuid
@@ -378,3 +379,53 @@ async def test_lobby_shows_online_counts(layer, room, alice, bob, connect):
     await connect(bob, room)
     await connect(bob, room)  # a second tab counts once
     assert (await database_sync_to_async(lobby_counts)(alice))["general"] == 2
+
+
+async def test_a_burst_of_changes_goes_out_coalesced_with_the_latest_list(monkeypatch):
+    """While a room's presence frame is being published, the changes that come
+    wait and go out as one frame naming the latest, with the list read then;
+    another room is not held up, and a caller that goes away loses nothing."""
+    room, other = new_room(), new_room()
+    published: list[tuple[int, dict, str]] = []
+    gate = asyncio.Event()
+    online = {room: ["ann"], other: ["oz"]}
+
+    async def publish(room_id, data, skip=""):
+        published.append((room_id, json.loads(data), skip))
+        if room_id == room:
+            await gate.wait()
+
+    async def online_with_names(room_id):
+        return list(online[room_id]), {name: name.title() for name in online[room_id]}
+
+    monkeypatch.setattr(presence.hub, "publish", publish)
+    monkeypatch.setattr(presence.tracker, "online_with_names", online_with_names)
+
+    first = asyncio.create_task(
+        presence.broadcast_presence(room, "ann", "join", skip="ann-1", listing=(["ann"], {}))
+    )
+    await eventually(lambda: len(published) == 1)  # in flight, held at the gate
+    for name in ("bea", "cy", "dee"):
+        online[room].append(name)
+        await presence.broadcast_presence(room, name, "join")  # returns at once: it waits
+    online[room].remove("bea")
+    gone = asyncio.create_task(presence.broadcast_presence(room, "bea", "leave"))
+    await presence.broadcast_presence(other, "oz", "join")  # another room goes straight out
+    assert [(r, f["user"]) for r, f, _ in published] == [(room, "ann"), (other, "oz")]
+    first.cancel()  # the first caller goes away: what waits is still published
+    await gone
+    gate.set()
+    await eventually(lambda: len(published) == 3)
+    room_id, frame, skip = published[2]
+    assert (room_id, skip) == (room, "")
+    assert frame == {
+        "type": "presence",
+        "user": "bea",
+        "status": "leave",
+        "online": ["ann", "cy", "dee"],
+        "names": {"ann": "Ann", "cy": "Cy", "dee": "Dee"},
+    }
+    await asyncio.sleep(0.05)
+    assert len(published) == 3  # nothing more
+    await presence.broadcast_presence(room, "eve", "join", listing=(["ann", "eve"], {}))
+    assert published[3][1]["user"] == "eve"  # the burst is over: straight out again
