@@ -3,7 +3,11 @@
 #               start the chat at http://127.0.0.1:8000
 #   make test   set up and run the whole test suite, lint and the client's
 #               unit tests included
-# Everything else is a step of those two.
+# Everything else is a step of those two, or is described where it is defined
+# (screenshots, bench, soak), and:
+#   make fuzz   at least 10,000 random client frames and every form through
+#               the fuzzer (tests/test_fuzz.py; make test runs at least 2,000,
+#               the same ones every time)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +15,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test test-js lint setup setup-dev clean bench soak
+.PHONY: run test test-js lint setup setup-dev clean bench soak fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -92,3 +96,12 @@ bench: setup-dev $(VENV)/.installed-bench
 #   make soak SOAK_ARGS=--quick              200 sockets, 2 minutes
 soak: setup-dev $(VENV)/.installed-bench
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# The fuzzer of client frames and forms (tests/test_fuzz.py) at scale: random
+# examples (make test runs the same 2,000-odd frames every time), at least
+# FUZZ_FRAMES of them; a failing example is kept under the system's temp
+# directory and tried first next time. Prints how many frames it sent.
+#   make fuzz FUZZ_FRAMES=50000
+FUZZ_FRAMES ?= 10000
+fuzz: setup-dev
+	FUZZ_FRAMES=$(FUZZ_FRAMES) FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)

@@ -288,7 +288,7 @@ def bench_env(
     static_root: str,
     log_level: str = "WARNING",
 ) -> dict:
-    """Our server's environment: production settings, the rate limits off for load."""
+    """Our server's environment: production settings, rate limits and per-user caps off."""
     return server_env(
         db_url,
         redis_url,
@@ -302,6 +302,11 @@ def bench_env(
         DJANGO_LOG_LEVEL=log_level,
         CHAT_RATE_LIMIT="0",
         ACCOUNT_RATE_LIMITS="0",
+        # The per-user caps too: load clients are few users with many sockets and messages.
+        CHAT_MAX_SOCKETS_PER_USER="0",
+        CHAT_ROOM_CREATE_RATE="0",
+        CHAT_INVITE_CREATE_RATE="0",
+        CHAT_USER_RATE_LIMIT="0",
     )
 
 

@@ -1240,8 +1240,10 @@ def write_docs(results: dict, md_path: Path, png_path: Path) -> None:
         "presence), so it is not run there.",
         "",
         "Users sign in through the real allauth login form (`tests.live.Browserless`); their "
-        "session cookies open our sockets, with `Origin` set. `CHAT_RATE_LIMIT=0` and "
-        "`ACCOUNT_RATE_LIMITS=0` so the load is not refused; `DJANGO_DEBUG=0`.",
+        "session cookies open our sockets, with `Origin` set. `CHAT_RATE_LIMIT=0`, "
+        "`CHAT_USER_RATE_LIMIT=0`, `CHAT_MAX_SOCKETS_PER_USER=0`, `CHAT_ROOM_CREATE_RATE=0`, "
+        "`CHAT_INVITE_CREATE_RATE=0` and `ACCOUNT_RATE_LIMITS=0` so the load is not "
+        "refused; `DJANGO_DEBUG=0`.",
         "",
         rule_text,
         HOW_TO_READ.format(nproc=meta["nproc"], drain=p["drain_s"], hold=p["idle_hold_s"]),

@@ -235,6 +235,22 @@ def connect_read(*, session_key: str, slug: str, user=None, batch: Batch | None 
     return result
 
 
+def refusal_reason(*, user_id: int, slug: str) -> str:
+    """Why a signed-in user may not open the room's socket: not_found, banned or forbidden.
+
+    Read only after a refusal (chatrooms/metrics.py counts it), by the rules
+    of services.room_enter: no live room with the slug, a ban, else a private
+    room without membership.
+    """
+    room = selectors.room_for_slug(slug)
+    if room is None:
+        return "not_found"
+    membership = selectors.membership_for(user_id=user_id, room_id=room.id)
+    if membership is not None and membership.is_banned:
+        return "banned"
+    return "forbidden"
+
+
 def _select(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import logging
 import re
+import time
 import uuid
 from urllib.parse import parse_qs
 
@@ -29,11 +30,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chatrooms import protocol, selectors, services, sessions
+from chatrooms import metrics, protocol, selectors, services, sessions
 from chatrooms import writer as writer_module
-from chatrooms.access import connect_cache, history_loader
+from chatrooms.access import connect_cache, history_loader, refusal_reason
 from chatrooms.hub import Outbox, hub
-from chatrooms.presence import Conn, broadcast_presence, tracker
+from chatrooms.presence import Conn, TooManySockets, broadcast_presence, tracker
 from chatrooms.ratelimit import FrameBudget, message_allowed
 from chatrooms.writer import writer
 
@@ -108,14 +109,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await self.open()
         except UNAVAILABLE as exc:
-            logger.warning("socket refused for now: %s: %s", type(exc).__name__, exc)
+            metrics.socket_refused(
+                "unavailable",
+                room=self.scope["url_route"]["kwargs"]["slug"],
+                code=protocol.CLOSE_TRY_AGAIN,
+                detail=f"{type(exc).__name__}: {exc}",
+                level=logging.WARNING,
+            )
             await self.close_after_accept(protocol.CLOSE_TRY_AGAIN)
         except Exception:
-            logger.exception("socket failed to open")
+            metrics.handshake_refused("error")
+            metrics.socket_log.exception(
+                "socket failed to open",
+                extra=metrics.socket_fields(
+                    "error",
+                    socket_id=getattr(self, "conn_id", ""),
+                    room=self.scope["url_route"]["kwargs"]["slug"],
+                    code=protocol.CLOSE_SERVER_ERROR,
+                ),
+            )
             await self.close_after_accept(protocol.CLOSE_SERVER_ERROR)
 
     async def close_after_accept(self, code: int) -> None:
         """End a socket that failed to open with `code` (the client reconnects), cleaned up."""
+        self.close_code = code
         outbox = self.outbox
         if outbox is not None and outbox.held is None:
             # Hello is out: close after what is queued, by the socket's writer.
@@ -158,12 +175,28 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user, access, unverified = await connect_cache.read(self.session_key, slug, user)
         if user is None or not user.is_active or access is None:
             await self.close()  # signed out or inactive; no such room, private, banned
+            await self.refused(user, slug)
             return
         try:
             await self._open(user, access, unverified)
         finally:
             if unverified is not None:
                 connect_cache.settle_room(unverified)
+
+    async def refused(self, user, slug: str) -> None:
+        """Count and log a refused handshake with its reason, once the refusal is out.
+
+        Which rule refused a signed-in user costs a read, made only now: the
+        connect path itself reads nothing it does not need.
+        """
+        if user is None or not user.is_active:
+            reason = "anonymous"
+        else:
+            try:
+                reason = await database_sync_to_async(refusal_reason)(user_id=user.id, slug=slug)
+            except Exception:  # the refusal stands; only its reason is unknown
+                reason = "forbidden"
+        metrics.socket_refused(reason, room=slug, user_id=getattr(user, "id", None))
 
     async def _open(self, user, access: services.RoomAccess, unverified) -> None:
         """open() once the user may enter: accept, join, say hello.
@@ -176,6 +209,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.scope["user"] = user
         self.access, self.user = access, user
         self.conn_id = f"{PROCESS_TAG}.{next(_sockets)}"
+        metrics.sockets_open.inc()  # cleanup() decrements: it runs once access is set
         self.display_name = user.shown_name
         self.budget = FrameBudget()
         await self.accept()
@@ -198,9 +232,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 return
             self.access = access = verified
         await hub.join_user(user.id, self.conn_id, self.on_control)
-        self.conn = Conn(self.conn_id, access.room_id, user.username, self.display_name)
-        joined, online, names = await tracker.join_listing(self.conn)  # one round trip
+        self.conn = Conn(self.conn_id, access.room_id, user.username, self.display_name, user.id)
+        try:
+            joined, online, names = await tracker.join_listing(self.conn)  # one round trip
+        except TooManySockets:
+            self.conn = None  # it took no slot and no presence: nothing to give back
+            await self.close_over_cap()
+            return
         await self.send_hello(online, names)
+        metrics.socket_opened(socket_id=self.conn_id, user_id=user.id, room=access.slug)
         if joined:
             try:
                 await broadcast_presence(
@@ -212,6 +252,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 )
             except UNAVAILABLE:  # the others reconcile from the next `online` list
                 logger.warning("presence join of %s not broadcast", user.username)
+
+    async def close_over_cap(self) -> None:
+        """Over CHAT_MAX_SOCKETS_PER_USER: `closed` too_many_sockets, then close 4429.
+
+        Hello never went out, so the outbox's writer never started: it is
+        stopped (nothing of the room follows) and the two frames go out directly.
+        """
+        self.outbox.stop()
+        await self.send(text_data=protocol.encode(protocol.closed_frame("too_many_sockets")))
+        await self.close(protocol.CLOSE_TOO_MANY_SOCKETS, reason="too_many_sockets")
+        self.close_code = protocol.CLOSE_TOO_MANY_SOCKETS
+        metrics.socket_refused(
+            "too_many_sockets",
+            room=self.access.slug,
+            user_id=self.user.id,
+            code=protocol.CLOSE_TOO_MANY_SOCKETS,
+        )
 
     async def send_hello(self, online: list[str], names: dict[str, str]):
         """hello: the room, who is online, and the latest messages (or the catch-up).
@@ -252,9 +309,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         """Leave the room and, on the user's last socket, the online list."""
+        if self.close_code is None:
+            self.close_code = code
         await self.cleanup()
 
     cleaned = False
+    close_code: int | None = None  # as the server reported the close (websocket.disconnect)
 
     async def cleanup(self) -> None:
         """Leave the hub and presence; once, and never raising.
@@ -267,6 +327,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.cleaned = True
         room_id, user, conn = self.access.room_id, self.user, self.conn
+        metrics.sockets_open.dec()
+        metrics.socket_closed(
+            socket_id=self.conn_id, user_id=user.id, room=self.access.slug, code=self.close_code
+        )
         channels = hub.detach(self.conn_id, room_id=room_id, user_id=user.id)
         sessions.unwatch(self.conn_id)
         if conn is not None:
@@ -288,7 +352,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text_data is None:
             self.reply(protocol.error_frame("bad_frame", "Binary frames are not supported."))
             return
-        if len(text_data) > protocol.MAX_FRAME_BYTES:  # characters <= bytes
+        if protocol.frame_too_big(text_data):  # in UTF-8 bytes, as the servers count
             self.outbox.close(protocol.CLOSE_TOO_BIG)
             return
         event = None
@@ -317,7 +381,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
             self.reply_failure("unavailable", event, "Storage is unavailable; try again.")
         except Exception:
-            logger.exception("frame handler failed")
+            metrics.socket_log.exception(
+                "frame handler failed on socket %s", self.conn_id, extra=self._error_fields()
+            )
             self.reply_failure("server_error", event, "The server could not handle this frame.")
 
     def reply_failure(self, code: protocol.ErrorCode, event, detail: str) -> None:
@@ -331,7 +397,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     def reply(self, frame: dict) -> None:
         """A frame for this socket only, in order with the room's frames."""
+        if frame["type"] == "error":
+            metrics.error_frame_sent(frame["code"])
         self.outbox.put(protocol.encode(frame))
+
+    def _error_fields(self) -> dict:
+        return metrics.socket_fields(
+            "error", socket_id=self.conn_id, user_id=self.user.id, room=self.access.slug
+        )
 
     async def on_message(self, event: protocol.ChatMessage):
         """Hand the message to the process's writer and go on reading.
@@ -341,6 +414,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         here, with the client_id. At most IN_FLIGHT messages of a socket
         wait for storage; past that, reading this socket waits too.
         """
+        received = time.perf_counter()  # chat_delivery_latency_seconds starts here
         access = self.access
         if not await message_allowed(user_id=self.user.id, room_id=access.room_id):
             raise protocol.ProtocolError("rate_limited", "You are sending messages too fast.")
@@ -357,9 +431,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not self.storing:
             self.storing = set()
         self.storing.add(answer)
-        answer.add_done_callback(lambda done: self.on_stored(done, event))
+        answer.add_done_callback(lambda done: self.on_stored(done, event, received))
 
-    def on_stored(self, answer: asyncio.Future, event: protocol.ChatMessage) -> None:
+    def on_stored(
+        self, answer: asyncio.Future, event: protocol.ChatMessage, received: float = 0.0
+    ) -> None:
         """The writer's answer: nothing to say when stored (the broadcast is the echo)."""
         self.storing.discard(answer)
         if answer.cancelled():
@@ -367,12 +443,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         exc = answer.exception()
         if exc is None:
+            if received:  # stored and handed to the fan-out (docs/operations.md)
+                metrics.delivery_latency.observe(time.perf_counter() - received)
             return
         if isinstance(exc, UNAVAILABLE):
             logger.warning("message not stored: %s: %s", type(exc).__name__, exc)
             self.reply_failure("unavailable", event, "Storage is unavailable; try again.")
         else:
-            logger.error("message not stored", exc_info=exc)
+            metrics.socket_log.error(
+                "message not stored on socket %s",
+                self.conn_id,
+                exc_info=exc,
+                extra=self._error_fields(),
+            )
             self.reply_failure("server_error", event, "The server could not handle this frame.")
 
     async def on_chat_edit(self, event: protocol.ChatEdit):

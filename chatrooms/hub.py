@@ -63,7 +63,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from chatrooms import protocol
+from chatrooms import metrics, protocol
 from chatrooms.redis import get_redis, key, redis_url, sync_redis
 
 logger = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ class Outbox:
             logger.info(
                 "closing a socket of room %s: %d frames behind", self.room_id, len(self.queue)
             )
+            metrics.OUTBOX_CLOSED["too_slow"].inc()
             self.queue.clear()
             self.close(protocol.CLOSE_TOO_SLOW)
             return
@@ -595,11 +596,15 @@ class Hub:
                 logger.exception("cache invalidation failed")
         if event.get("invalidate"):
             return
-        for handler in list(self.users.get(user_id, {}).values()):
+        for conn_id, handler in list(self.users.get(user_id, {}).items()):
             try:
                 handler(event)
             except Exception:  # one socket's bug must not starve the others
-                logger.exception("control event handler failed")
+                metrics.socket_log.exception(
+                    "control event handler failed on socket %s",
+                    conn_id,
+                    extra=metrics.socket_fields("error", socket_id=conn_id, user_id=user_id),
+                )
 
     def publish_user_sync(self, user_id: int, event: dict) -> None:
         """A control event for every socket of the user, on every process.
@@ -634,10 +639,13 @@ class Hub:
             for outbox in local.values():
                 outbox.put(text)
                 outbox.close(close)
+            metrics.frames_delivered.inc(len(local))
             return
         for conn_id, outbox in local.items():
             if conn_id != skip:
                 outbox.put(text, message_id)
+        # One increment per frame for all its sockets: the fan-out stays one loop.
+        metrics.frames_delivered.inc(len(local) - (skip in local))
 
     # --- Publishing -------------------------------------------------------------------
 
@@ -996,11 +1004,14 @@ class Hub:
         while self.subscriptions and self._loop is loop:
             link = _Link(self._new_client(), loop)
             reader = None
+            recovering = self.link_state == "down"
             try:
                 self.link_state = "connecting"
                 await self._resubscribe(link, loop)
                 self._link = link
                 self.link_state = "up"
+                if recovering:
+                    metrics.redis_reconnects.inc()
                 # Joins between our snapshot and "up" sent nothing: send them now.
                 late = [c for c in self.subscriptions if c not in link.unconfirmed]
                 if late:
@@ -1110,6 +1121,7 @@ class Hub:
         for local in self.rooms.values():
             for outbox in local.values():
                 outbox.close(protocol.CLOSE_RESTART)
+            metrics.OUTBOX_CLOSED["resync"].inc(len(local))
         for user_id in list(self.users):
             # A kick or ban may have been lost: the handshake checks again.
             self.deliver_user(user_id, {"resync": True})

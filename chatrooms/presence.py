@@ -14,7 +14,12 @@ Two stores, one interface:
 `join` and `leave` answer whether this socket changed the user's state
 (0 -> 1 sockets, 1 -> 0), so a second tab never announces anything.
 `join_listing` is a handshake's one call: the join, the online list and
-their display names; on Redis one script, one round trip.
+their display names; on Redis one script, one round trip. It also takes the
+socket's slot under CHAT_MAX_SOCKETS_PER_USER (the user's sockets in every
+room, on every process), in the same atomic step, or raises TooManySockets
+and joins nothing. On Redis the slots are one more sorted set per user,
+scored by expiry and refreshed by the same keep-alive, so a dead process's
+sockets stop counting within CHAT_PRESENCE_TIMEOUT; `leave` frees the slot.
 
 The Lua scripts are sent by their SHA1 (EVALSHA) and loaded into Redis
 once, again only when Redis answers that it lost them (a restart).
@@ -50,6 +55,15 @@ class Conn:
     room_id: int
     username: str
     display_name: str = ""
+    user_id: int = 0  # 0: counted under no user's socket cap
+
+
+class TooManySockets(Exception):
+    """The user has CHAT_MAX_SOCKETS_PER_USER sockets open already; nothing was joined."""
+
+
+def _socket_cap(conn: Conn) -> int:
+    return settings.CHAT_MAX_SOCKETS_PER_USER if conn.user_id else 0
 
 
 # --- In-process --------------------------------------------------------------------
@@ -61,14 +75,22 @@ class MemoryPresence:
     def __init__(self) -> None:
         self.rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.names: dict[str, str] = {}
+        self.sockets: dict[int, set[str]] = {}  # user id -> their sockets, every room
 
     async def join(self, conn: Conn) -> bool:
+        if conn.user_id:
+            self.sockets.setdefault(conn.user_id, set()).add(conn.conn_id)
         self.names[conn.username] = shown_name(conn.display_name, conn.username)
         sockets = self.rooms[conn.room_id][conn.username]
         sockets.add(conn.conn_id)
         return len(sockets) == 1
 
     async def leave(self, conn: Conn) -> bool:
+        mine = self.sockets.get(conn.user_id)
+        if mine is not None:
+            mine.discard(conn.conn_id)
+            if not mine:
+                del self.sockets[conn.user_id]
         users = self.rooms.get(conn.room_id, {})
         sockets = users.get(conn.username)
         if not sockets or conn.conn_id not in sockets:
@@ -85,6 +107,10 @@ class MemoryPresence:
         return sorted(self.rooms.get(room_id, {}))
 
     async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
+        cap = _socket_cap(conn)
+        # No await between the count and the join: atomic within the process.
+        if cap and len(self.sockets.get(conn.user_id, ())) >= cap:
+            raise TooManySockets(conn.user_id)
         joined = await self.join(conn)
         online = await self.online(conn.room_id)
         return joined, online, await self.display_names(conn.room_id, online)
@@ -98,10 +124,16 @@ class MemoryPresence:
 
 # --- Redis ---------------------------------------------------------------------------
 
-# KEYS: user set, room set, room names. ARGV: conn, now, ttl, username,
-# display name. Returns 1 when
-# the user had no live socket before (a join, or a rejoin after expiry).
+# KEYS: user set, room set, room names, the user's sockets in every room (the
+# cap's). ARGV: conn, now, ttl, username, display name, the cap (0: none).
+# Returns 1 when the user had no live socket before (a join, or a rejoin
+# after expiry). Also the keep-alive's refresh: it renews the cap's slot
+# without checking the cap (an open socket is never closed by it).
 _JOIN = """
+if tonumber(ARGV[6]) > 0 then
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], math.ceil(tonumber(ARGV[3]) * 2000))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local before = redis.call('ZCARD', KEYS[1])
 local expires = tonumber(ARGV[2]) + tonumber(ARGV[3])
@@ -121,8 +153,19 @@ return 0
 # (false where none is stored): [joined, usernames, names] as one JSON text, which
 # orjson reads far faster than redis-py parses hundreds of replies (an empty
 # list comes as {}). HMGET in chunks: Lua's unpack has a limit of a few
-# thousand values.
+# thousand values. First the cap: the user's live sockets counted and this
+# one's slot taken in the same atomic step, or the integer 0 (over the cap,
+# nothing joined).
 _JOIN_LISTING = """
+local cap = tonumber(ARGV[6])
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[4]) >= cap then
+    return 0
+  end
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], math.ceil(tonumber(ARGV[3]) * 2000))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local before = redis.call('ZCARD', KEYS[1])
 local expires = tonumber(ARGV[2]) + tonumber(ARGV[3])
@@ -147,9 +190,11 @@ for i = 1, #online, 500 do
 end
 return cjson.encode({joined, online, names})
 """
-# KEYS: user set, room set, room names. ARGV: conn, now, username. 1 when it was the
-# user's last live socket and the user is now gone from the room.
+# KEYS: user set, room set, room names, the user's sockets (its cap slot, freed).
+# ARGV: conn, now, username. 1 when it was the user's last live socket and the
+# user is now gone from the room.
 _LEAVE = """
+redis.call('ZREM', KEYS[4], ARGV[1])
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if removed == 1 and redis.call('ZCARD', KEYS[1]) == 0 then
@@ -204,6 +249,11 @@ def _user_key(room_id: int, username: str) -> str:
     return key("presence", room_id, "u", username)
 
 
+def _sockets_key(user_id: int) -> str:
+    """The user's sockets in every room, for CHAT_MAX_SOCKETS_PER_USER."""
+    return key("sockets", user_id)
+
+
 class RedisPresence:
     """Presence shared by every process through Redis, with expiry."""
 
@@ -216,6 +266,7 @@ class RedisPresence:
             _user_key(conn.room_id, conn.username),
             _room_key(conn.room_id),
             _names_key(conn.room_id),
+            _sockets_key(conn.user_id),
         ]
         args = [
             conn.conn_id,
@@ -223,6 +274,7 @@ class RedisPresence:
             self.ttl,
             conn.username,
             shown_name(conn.display_name, conn.username),
+            _socket_cap(conn),
         ]
         return keys, args
 
@@ -231,6 +283,8 @@ class RedisPresence:
 
     async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
         reply = await _join_listing_script(get_redis(), *self._join_args(conn))
+        if reply == 0:
+            raise TooManySockets(conn.user_id)
         joined, online, names = orjson.loads(reply)
         listed = {user: name or user for user, name in zip(online, names, strict=True)}
         usernames = sorted(listed)
@@ -241,6 +295,7 @@ class RedisPresence:
             _user_key(conn.room_id, conn.username),
             _room_key(conn.room_id),
             _names_key(conn.room_id),
+            _sockets_key(conn.user_id),
         ]
         return bool(
             await _leave_script(get_redis(), keys, [conn.conn_id, time.time(), conn.username])
@@ -312,11 +367,18 @@ class Tracker:
         self.conns.pop(conn.conn_id, None)
 
     async def join_listing(self, conn: Conn) -> tuple[bool, list[str], dict[str, str]]:
-        """join(), then the online usernames (sorted) and their display names: one round trip."""
+        """join(), then the online usernames (sorted) and their display names: one round trip.
+
+        Raises TooManySockets, having joined nothing, over CHAT_MAX_SOCKETS_PER_USER.
+        """
         self.conns[conn.conn_id] = conn
         if redis_url():
             self._ensure_task()
-        return await self.store.join_listing(conn)
+        try:
+            return await self.store.join_listing(conn)
+        except TooManySockets:
+            self.forget(conn)
+            raise
 
     async def online_with_names(self, room_id: int) -> tuple[list[str], dict[str, str]]:
         """The online usernames, sorted, and their display names."""
@@ -340,6 +402,8 @@ class Tracker:
     async def refresh(self) -> None:
         """One round: refresh every local socket, reap expired users, tell the rooms."""
         for conn in list(self.conns.values()):
+            if conn.conn_id not in self.conns:  # gone meanwhile: its slot stays free
+                continue
             try:
                 if await self.redis.join(conn):
                     # Back after Redis lost it (restart, flush): say so.

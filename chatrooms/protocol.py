@@ -30,6 +30,8 @@ CLOSE_TOO_BIG = 1009
 CLOSE_RESTART = 4012  # the server lost frames in transit: reconnect and catch up
 CLOSE_TOO_SLOW = 4008  # the client fell too far behind: reconnect and catch up
 CLOSE_POLICY = 4403  # after a `closed` frame: do not reconnect
+# After `closed` "too_many_sockets": the user is at CHAT_MAX_SOCKETS_PER_USER; do not reconnect.
+CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_TRY_AGAIN = 1013  # storage or Redis is unreachable right now: reconnect later
 CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: reconnect later
 
@@ -54,6 +56,7 @@ CloseReason = Literal[
     "left",
     "password_changed",
     "session_expired",
+    "too_many_sockets",
 ]
 
 # C0 controls other than tab, newline and carriage return, and unpaired
@@ -143,15 +146,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def decode_json(text: str) -> Any:
-    """JSON text to Python; raises ProtocolError("bad_json")."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
+# Twenty digits in a row: maybe an integer past 64 bits, which orjson reads
+# as a float (10**30 as 1e+30), so that {"limit": 10**30} would be refused
+# instead of read as 100. The standard library keeps such integers exact.
+_LONG_DIGITS = re.compile(r"[0-9]{20}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{20}")
+
+
+def decode_json(text: str | bytes) -> Any:
+    """JSON text (or UTF-8 bytes) to Python; raises ProtocolError("bad_json")."""
+    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
+    if not long_digits.search(text):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
     # orjson refuses a few things that are valid JSON (lone surrogate
-    # escapes, integers past 64 bits): the standard library decides, so that
-    # those are answered as bad frames rather than bad JSON.
+    # escapes, floats past the double range such as 1e400): the standard
+    # library decides, so that those are answered as bad frames rather than
+    # bad JSON.
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
@@ -232,6 +245,16 @@ def parse_client_event(data: Any, *, max_chars: int, history_page: int) -> Clien
     if kind == "chat.delete":
         return ChatDelete(id=_id(data))
     raise ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}.")
+
+
+def frame_too_big(text: str) -> bool:
+    """Whether a text frame is over MAX_FRAME_BYTES in UTF-8 (then closed with 1009)."""
+    # A character is 1 to 4 bytes: only frames in between are encoded to count.
+    if len(text) > MAX_FRAME_BYTES:
+        return True
+    if len(text) * 4 <= MAX_FRAME_BYTES:
+        return False
+    return len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES
 
 
 def parse_client_text(text: str, *, max_chars: int, history_page: int) -> ClientEvent:
@@ -325,7 +348,7 @@ def room_frame(*, slug: str, name: str, topic: str, is_private: bool) -> dict[st
 
 
 def closed_frame(reason: CloseReason) -> dict[str, Any]:
-    """Sent before the server closes the socket for good (code 4403)."""
+    """Sent before the server closes the socket for good (4403; too_many_sockets: 4429)."""
     return {"type": "closed", "reason": reason}
 
 

@@ -39,7 +39,7 @@ from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
-from chatrooms import protocol
+from chatrooms import metrics, protocol
 from chatrooms.consumers import ChatConsumer
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ChatSocketApp:
             path = path[len(root) :]
         match = SOCKET_PATH.fullmatch(path)
         if match is None:
-            return await self.refuse(receive, send, "no chat socket at %r", path[:200])
+            return await self.refuse(receive, send, "path", f"no chat socket at {path[:200]!r}")
         origin = host = None
         key = ""
         for name, value in scope.get("headers", ()):
@@ -74,7 +74,8 @@ class ChatSocketApp:
                 key = cookies.get(settings.SESSION_COOKIE_NAME, "")
         secure = scope.get("scheme") in ("wss", "https")
         if not origin_allowed(origin, host, secure):
-            return await self.refuse(receive, send, "origin %r not allowed for %r", origin, host)
+            detail = f"origin {(origin or '')[:200]!r} not allowed for {(host or '')[:200]!r}"
+            return await self.refuse(receive, send, "origin", detail)
         scope["url_route"] = {"args": (), "kwargs": {"slug": match["slug"]}}
         scope["session_key"] = key
         scope["server_send"] = send  # the consumer's Outbox writes frames through it
@@ -83,17 +84,38 @@ class ChatSocketApp:
             await consumer(scope, receive, send)
         except DatabaseError as exc:
             if consumer.answered:
+                _unhandled(consumer, match["slug"])
                 raise
-            logger.warning("socket refused for now, storage unavailable: %s", exc)
+            metrics.socket_refused(
+                "unavailable",
+                room=match["slug"],
+                code=protocol.CLOSE_TRY_AGAIN,
+                detail=f"storage unavailable: {exc}",
+                level=logging.WARNING,
+            )
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": protocol.CLOSE_TRY_AGAIN})
+        except Exception:
+            _unhandled(consumer, match["slug"])
+            raise
 
     @staticmethod
-    async def refuse(receive, send, why: str, *args) -> None:
-        logger.info("socket refused: " + why, *args)
+    async def refuse(receive, send, reason: str, detail: str) -> None:
+        metrics.socket_refused(reason, detail=detail)
         message = await receive()
         if message["type"] == "websocket.connect":
             await send({"type": "websocket.close"})  # before the accept: HTTP 403
+
+
+def _unhandled(consumer: ChatConsumer, slug: str) -> None:
+    """Name the socket of an exception that escapes the consumer (the server logs its traceback)."""
+    socket_id = getattr(consumer, "conn_id", "")
+    metrics.socket_log.error(
+        "socket %s in room %s ended by an unhandled exception",
+        socket_id or "-",
+        slug,
+        extra=metrics.socket_fields("error", socket_id=socket_id, room=slug),
+    )
 
 
 def origin_allowed(origin: str | None, host: str | None, secure: bool) -> bool:

@@ -172,3 +172,41 @@ def invites_live(*, room_id: int) -> list:
         .select_related("created_by")
         .order_by("-created_at")
     )
+
+
+# --- The page an invite link opens (reads only: a link preview spends nothing) ---------
+
+
+@dataclass(frozen=True, slots=True)
+class InvitePreview:
+    """What an invite link's page shows to one signed-in user."""
+
+    invite: Invite
+    room: Room
+    # "join", "member" (already in: nothing to spend), or why joining would
+    # fail: "banned", "archived", "expired", "revoked", "used_up".
+    status: str
+    member_count: int
+
+
+def invite_preview(*, user_id: int, token: str) -> InvitePreview | None:
+    """The invite as joining would find it now, without writing; None for an unknown token.
+
+    The checks run in services.invite_redeem's order, so the page never offers
+    a Join that the POST would refuse, nor refuses one it would grant.
+    """
+    invite = Invite.objects.select_related("room", "created_by").filter(token=token).first()
+    if invite is None:
+        return None
+    room = invite.room
+    membership = membership_for(user_id=user_id, room_id=room.id)
+    if membership is not None and membership.is_banned:
+        status = "banned"
+    elif room.is_archived:
+        status = "archived"
+    elif invite.state != "live":
+        status = invite.state
+    else:
+        status = "join" if membership is None else "member"
+    member_count = Membership.objects.filter(room=room, is_banned=False).count()
+    return InvitePreview(invite=invite, room=room, status=status, member_count=member_count)

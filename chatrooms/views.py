@@ -15,7 +15,7 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from chatrooms import selectors, services
 from chatrooms.forms import InviteCreateForm, RoomCreateForm, RoomEnterForm, RoomSettingsForm
@@ -50,7 +50,11 @@ def room_create(request: HttpRequest) -> HttpResponse:
     form = RoomCreateForm(request.POST)
     if not form.is_valid():
         return _lobby(request, create_form=form, status=400)
-    room = services.room_create(user=request.user, **form.cleaned_data)
+    try:
+        room = services.room_create(user=request.user, **form.cleaned_data)
+    except services.ServiceError as exc:  # over CHAT_ROOM_CREATE_RATE
+        form.add_error(None, exc.detail)
+        return _lobby(request, create_form=form, status=429)
     return redirect("chatrooms:room_detail", slug=room.slug)
 
 
@@ -61,7 +65,13 @@ def room_enter(request: HttpRequest) -> HttpResponse:
     form = RoomEnterForm(request.POST)
     if not form.is_valid():
         return _lobby(request, enter_form=form, status=400)
-    room = services.room_get_or_create_by_name(user=request.user, name=form.cleaned_data["name"])
+    try:
+        room = services.room_get_or_create_by_name(
+            user=request.user, name=form.cleaned_data["name"]
+        )
+    except services.ServiceError as exc:  # a new name, over CHAT_ROOM_CREATE_RATE
+        form.add_error("name", exc.detail)
+        return _lobby(request, enter_form=form, status=429)
     if room is None:
         form.add_error("name", "That room is not open to you.")
         return _lobby(request, enter_form=form, status=403)
@@ -185,7 +195,7 @@ def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
                 return HttpResponseBadRequest("Unknown action.")
         except services.ServiceError as exc:
             messages.error(request, exc.detail)
-            status = 403 if exc.code == "forbidden" else 400
+            status = {"forbidden": 403, "rate_limited": 429}.get(exc.code, 400)
     membership = selectors.membership_for(user_id=request.user.id, room_id=room.id)
     context = {
         "room": room,
@@ -230,28 +240,56 @@ def room_leave(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("chatrooms:lobby")
 
 
+@require_http_methods(["GET", "HEAD", "POST"])
 def invite_redeem(request: HttpRequest, token: str) -> HttpResponse:
-    """`/chats/invite/<token>/`: join the room and land in it; visitors sign in first."""
+    """`/chats/invite/<token>/`: GET shows the room and a Join button, POST joins."""
+    # GET and HEAD write nothing: link previews and mail scanners open links
+    # before the person does, and must not spend a one-use invite.
     if not request.user.is_authenticated:
-        # allauth's login page carries `next` on to its sign-up link too.
+        # allauth's login page carries `next` on to its sign-up link too; both
+        # come back here, to the page, not to a join.
         get_object_or_404(Invite, token=token)
         return redirect_to_login(request.get_full_path())
-    try:
-        room = services.invite_redeem(user=request.user, token=token)
-    except Invite.DoesNotExist:
-        raise Http404("No such invite") from None
-    except services.InviteError as exc:
-        return render(
-            request,
-            "chatrooms/invite_invalid.html",
-            {"reason": exc.reason},
-            status=403 if exc.reason == "banned" else 410,
-        )
-    return redirect("chatrooms:room_detail", slug=room.slug)
+    if request.method == "POST":
+        try:
+            room = services.invite_redeem(user=request.user, token=token)
+        except Invite.DoesNotExist:
+            raise Http404("No such invite") from None
+        except services.InviteError as exc:
+            return _invite_invalid(request, exc.reason)
+        return redirect("chatrooms:room_detail", slug=room.slug)
+    preview = selectors.invite_preview(user_id=request.user.id, token=token)
+    if preview is None:
+        raise Http404("No such invite")
+    if preview.status not in ("join", "member"):
+        return _invite_invalid(request, preview.status)
+    return render(
+        request,
+        "chatrooms/invite.html",
+        {
+            "room": preview.room,
+            "inviter": preview.invite.created_by,
+            "is_member": preview.status == "member",
+            "member_count": preview.member_count,
+        },
+    )
+
+
+def _invite_invalid(request: HttpRequest, reason: str) -> HttpResponse:
+    return render(
+        request,
+        "chatrooms/invite_invalid.html",
+        {"reason": reason},
+        status=403 if reason == "banned" else 410,
+    )
 
 
 def _int(value: str | None) -> int:
+    """A posted row id; anything that cannot be one (SQLite overflows past 64 bits) is 404."""
     try:
-        return int(value or "")
+        number = int(value or "")
     except ValueError:
         raise Http404("No such item") from None
+    if not 1 <= number <= 2**63 - 1:
+        raise Http404("No such item")
+    return number

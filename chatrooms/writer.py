@@ -52,7 +52,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chatrooms import protocol
+from chatrooms import metrics, protocol
 from chatrooms.hub import HubUnavailable, hub
 
 logger = logging.getLogger(__name__)
@@ -179,9 +179,12 @@ class Writer:
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
+            created = 0
             for item, stored in zip(batch, results, strict=True):
+                created += stored.created
                 if not item.answer.done():
                     item.answer.set_result(stored)
+            metrics.messages_stored.inc(created)
 
     async def _store(self, batch: list[Pending]) -> list[Stored]:
         if connections["default"].vendor == "postgresql":

@@ -9,11 +9,13 @@ code into the multi-process deployment of docs/deploy.md.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 
 import dj_database_url
+from csp import constants as csp_constants
 from django.core.exceptions import ImproperlyConfigured
 
 from chatrooms.protocol import MAX_FRAME_BYTES
@@ -120,6 +122,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outermost but for static files: every page, redirect and error below
+    # it gets the header (Content-Security-Policy block below).
+    "project.csp.CSPMiddleware",
     # Before SessionMiddleware: it acts once the session is saved.
     "chatrooms.sessions.PasswordChangeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -145,6 +150,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {{ CSP_NONCE }}: the response's nonce, for inline blocks.
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -256,6 +263,9 @@ LOGOUT_REDIRECT_URL = "/"
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
 ACCOUNT_UNIQUE_EMAIL = True
+# ASCII usernames only (accounts/validators.py): the @username shown beside
+# display names must not admit look-alike letters from other scripts.
+ACCOUNT_USERNAME_VALIDATORS = "accounts.validators.username_validators"
 # "optional": a mail is sent, the account works at once. "mandatory": no
 # sign-in until the address is confirmed.
 ACCOUNT_EMAIL_VERIFICATION = env_str("ACCOUNT_EMAIL_VERIFICATION", "optional")
@@ -326,6 +336,41 @@ SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", SECURE)
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = MAX_FRAME_BYTES
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = MAX_FRAME_BYTES
 
+# --- Content-Security-Policy -------------------------------------------------------
+
+# A strict policy on every response (project.csp.CSPMiddleware, django-csp):
+# scripts, styles, images, fonts and connections from this site only; no
+# inline script or style but the blocks that carry the response's nonce
+# ({{ CSP_NONCE }}, e.g. the room page's import map), no style attributes,
+# no inline event handlers, no eval. The middleware adds this host's ws:/wss:
+# origin to connect-src. CHAT_CSP_REPORT_ONLY=1 sends the same policy as
+# Content-Security-Policy-Report-Only, to try it on a live site before
+# enforcing it; CHAT_CSP_REPORT_URI is where browsers post violations.
+CHAT_CSP_REPORT_ONLY = env_bool("CHAT_CSP_REPORT_ONLY", False)
+CHAT_CSP_REPORT_URI = env_str("CHAT_CSP_REPORT_URI")
+# One URL: a space, ';' or ',' would end the directive and start another.
+if re.search(r"[\s;,]", CHAT_CSP_REPORT_URI):
+    raise ImproperlyConfigured(f"CHAT_CSP_REPORT_URI={CHAT_CSP_REPORT_URI!r} is not one URL")
+_CSP = {
+    "DIRECTIVES": {
+        "default-src": [csp_constants.SELF],
+        "script-src": [csp_constants.SELF, csp_constants.NONCE],
+        "style-src": [csp_constants.SELF, csp_constants.NONCE],
+        # Bootstrap draws its icons (menu toggler, close button, select
+        # arrow, check marks) as data: SVG images in its CSS.
+        "img-src": [csp_constants.SELF, "data:"],
+        "connect-src": [csp_constants.SELF],
+        "font-src": [csp_constants.SELF],
+        "object-src": [csp_constants.NONE],
+        "base-uri": [csp_constants.SELF],
+        "form-action": [csp_constants.SELF],
+        "frame-ancestors": [csp_constants.NONE],
+        **({"report-uri": [CHAT_CSP_REPORT_URI]} if CHAT_CSP_REPORT_URI else {}),
+    }
+}
+CONTENT_SECURITY_POLICY = None if CHAT_CSP_REPORT_ONLY else _CSP
+CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP if CHAT_CSP_REPORT_ONLY else None
+
 # --- Static files ---------------------------------------------------------------------
 
 STATIC_URL = "static/"
@@ -350,16 +395,87 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# --- Logging (docs/operations.md, "Reading the logs") ---------------------------------
+
+# "text": one readable line per record; "json": one JSON object per line, with
+# the `extra` fields of the chat.socket lines (event, socket_id, user_id,
+# room, reason, code) as keys, for a log shipper.
+CHAT_LOG_FORMAT = env_str("CHAT_LOG_FORMAT", "text").lower()
+if CHAT_LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"CHAT_LOG_FORMAT={CHAT_LOG_FORMAT!r} is not text or json")
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+DJANGO_LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", "INFO").upper()
+# chat.socket: refusals at INFO, errors at ERROR; DEBUG adds a line per socket
+# opened and closed, which a connect storm multiplies (hence not by default).
+CHAT_SOCKET_LOG_LEVEL = env_str("CHAT_SOCKET_LOG_LEVEL", "INFO").upper()
+for _name, _level in (
+    ("DJANGO_LOG_LEVEL", DJANGO_LOG_LEVEL),
+    ("CHAT_SOCKET_LOG_LEVEL", CHAT_SOCKET_LOG_LEVEL),
+):
+    if _level not in _LOG_LEVELS:
+        raise ImproperlyConfigured(f"{_name}={_level!r} is not one of {sorted(_LOG_LEVELS)}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    # Invite tokens and account keys in logged paths are blanked (chatrooms/metrics.py).
+    "filters": {"redact": {"()": "chatrooms.metrics.RedactSecrets"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": CHAT_LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": DJANGO_LOG_LEVEL},
     "loggers": {
+        # Django's own handlers (a console one while DEBUG is on, mail_admins)
+        # would write its lines again, unformatted and unfiltered: the root's only.
+        "django": {"handlers": []},
         "django.channels.server": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
+        "chat.socket": {"level": CHAT_SOCKET_LOG_LEVEL},
     },
 }
+
+# --- Metrics (docs/operations.md) ---------------------------------------------------
+
+# Who may read /metrics: "staff" (signed-in staff; anyone else gets 404),
+# "internal" (a request straight from an address of CHAT_METRICS_ALLOW, never
+# one that came through a proxy: it carries X-Forwarded-For), or "off" (404).
+CHAT_METRICS = env_str("CHAT_METRICS", "staff").lower()
+if CHAT_METRICS not in {"off", "staff", "internal"}:
+    raise ImproperlyConfigured(f"CHAT_METRICS={CHAT_METRICS!r} is not off, staff or internal")
+# Addresses or networks (10.0.0.0/8) that may read /metrics in "internal" mode.
+CHAT_METRICS_ALLOW = env_list("CHAT_METRICS_ALLOW", ["127.0.0.1", "::1"])
+for _address in CHAT_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_address, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CHAT_METRICS_ALLOW: {_address!r} is not an address or network"
+        ) from None
+# prometheus_client's own variable, read by it when the process starts: set,
+# every process writes its metrics to files there and /metrics sums them all
+# (uvicorn --workers); unset, each process serves its own.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if "PROMETHEUS_MULTIPROC_DIR" in os.environ and not PROMETHEUS_MULTIPROC_DIR:
+    # prometheus_client would take it as set, and fail at its first metric.
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR is set but empty: unset it")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a directory"
+    )
+# A scraper reads a process's port directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]
 
 # --- Chat limits (README.md, Configuration) ----------------------------------------
 
@@ -381,3 +497,27 @@ CHAT_REDIS_KEEPALIVE = env_int("CHAT_REDIS_KEEPALIVE", 15, minimum=1)
 # (chatrooms/access.py, docs/reliability.md); 0 turns it off.
 CHAT_CONNECT_CACHE_SECONDS = env_int("CHAT_CONNECT_CACHE_SECONDS", 30)
 CHAT_CONNECT_CACHE_SIZE = env_int("CHAT_CONNECT_CACHE_SIZE", 10_000, minimum=1)
+
+# --- Per-user caps (chatrooms/ratelimit.py, chatrooms/presence.py) ---
+# A user's open sockets across all rooms and processes; the one over it is
+# closed with 4429 "too_many_sockets" (docs/protocol.md). 0: no cap.
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 30)
+
+
+def _env_rate(name: str, default: str) -> tuple[int, float] | None:
+    """parse_rate, with the error naming this variable."""
+    try:
+        return parse_rate(env_str(name, default))
+    except ImproperlyConfigured:
+        raise ImproperlyConfigured(
+            f"{name}={env_str(name)!r} is not like '10/h', '30/10s', '60/m' or '0'"
+        ) from None
+
+
+# Rooms and invite links a user may create per window, by every path (the
+# admin creates neither); the user's messages across all their rooms, beside
+# CHAT_RATE_LIMIT's per-room count. "0" turns one off.
+CHAT_ROOM_CREATE_RATE = _env_rate("CHAT_ROOM_CREATE_RATE", "10/h")
+CHAT_INVITE_CREATE_RATE = _env_rate("CHAT_INVITE_CREATE_RATE", "30/h")
+CHAT_USER_RATE_LIMIT = _env_rate("CHAT_USER_RATE_LIMIT", "30/10s")
+# --- end of per-user caps ---

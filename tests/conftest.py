@@ -117,6 +117,34 @@ def _fresh_cache():
         cache.clear()
 
 
+# --- Per-user caps (chatrooms/ratelimit.py) ---
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """chatrooms.ratelimit's counts (messages, rooms and invites created) start empty.
+
+    A rolled-back test gives its user ids back on SQLite, so the next test's
+    alice would inherit this one's count. This process's counts are dropped;
+    this run's Redis counts too, but only then: on PostgreSQL ids never repeat.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    from chatrooms import ratelimit
+
+    ratelimit._local.clear()
+    yield
+    ratelimit._local.clear()
+    if settings.REDIS_URL and connection.vendor != "postgresql":
+        from chatrooms.redis import key, sync_redis
+
+        client = sync_redis()
+        for name in client.scan_iter(match=key("rl", "*"), count=1000):
+            client.delete(name)
+
+
+# --- end of per-user caps ---
+
+
 @pytest.fixture(autouse=True)
 def _writer_disconnected():
     """The group-commit writer's own database connection ends with the test
@@ -125,6 +153,31 @@ def _writer_disconnected():
     from chatrooms.writer import writer
 
     writer._close_pg()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_released(django_db_setup, django_db_blocker):
+    """Nothing holds the test database when pytest-django drops it.
+
+    Server processes that live-server tests started, and pooled connections,
+    may still be connected at the end; the drop then fails with "being
+    accessed by other users" and leaves the database behind on a shared server.
+    """
+    yield
+    from django.db import connection
+
+    # pytest-django creates the test database only when a collected test
+    # needs it (a browser-only run does not): then there is nothing to free.
+    if connection.vendor != "postgresql" or not connection.settings_dict["NAME"].startswith(
+        "test_"
+    ):
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            [connection.settings_dict["NAME"]],
+        )
 
 
 _counter = itertools.count(1)

@@ -33,7 +33,7 @@ def cluster(tmp_path, redis_url):
         pytest.skip(reason)
     prefix = f"chat-order-{uuid.uuid4().hex[:10]}"
     with fresh_database(tmp_path) as url:
-        env = server_env(url, redis_url, prefix, CHAT_RATE_LIMIT="0")
+        env = server_env(url, redis_url, prefix, CHAT_RATE_LIMIT="0", CHAT_USER_RATE_LIMIT="0")
         with servers_running(env, tmp_path, kind="uvicorn") as servers:
             yield servers, url
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from chatrooms.models import Invite, Membership, Room
 from chatrooms.services.errors import ServiceError
 from chatrooms.services.moderation import moderator_membership
+from chatrooms.services.rooms import creation_rate_check
 
 INVITE_LIFETIMES = {
     "1h": timedelta(hours=1),
@@ -31,7 +32,11 @@ class InviteError(Exception):
 
 @transaction.atomic
 def invite_create(*, user, room: Room, lifetime: str = "7d", max_uses: int | None = None):
-    """A new invite link to the room (owner, moderators); the token has 256 random bits."""
+    """A new invite link to the room (owner, moderators); the token has 256 random bits.
+
+    At most CHAT_INVITE_CREATE_RATE per user, counted once the request is
+    otherwise valid.
+    """
     moderator_membership(user=user, room=room)
     if room.is_archived:
         raise ServiceError("forbidden", "The room is archived.")
@@ -39,6 +44,7 @@ def invite_create(*, user, room: Room, lifetime: str = "7d", max_uses: int | Non
         raise ServiceError("bad_frame", "Unknown lifetime.")
     if max_uses is not None and max_uses < 1:
         raise ServiceError("bad_frame", "Max uses must be at least 1.")
+    creation_rate_check(user=user, action="invite_create")
     delta = INVITE_LIFETIMES[lifetime]
     return Invite.objects.create(
         room=room,

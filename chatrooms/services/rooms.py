@@ -8,8 +8,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from chatrooms import protocol, selectors
+from chatrooms import protocol, ratelimit, selectors
 from chatrooms.models import ROOM_SLUG_MAX, Membership, Room, role_can_moderate
+from chatrooms.services.errors import ServiceError
 from chatrooms.services.events import broadcast_on_commit
 from chatrooms.services.moderation import (
     acting_membership,
@@ -84,9 +85,24 @@ def _unique_slug(name: str) -> str:
     return slug
 
 
+def creation_rate_check(*, user, action: ratelimit.Action) -> None:
+    """Count one creation by `user`; raise rate_limited when over CHAT_*_CREATE_RATE.
+
+    Every user alike, staff included: the admin creates no rooms or invites,
+    and on the chat pages staff have no special powers.
+    """
+    if not ratelimit.action_allowed(action=action, user_id=user.id):
+        what = "rooms" if action == "room_create" else "invite links"
+        per = ratelimit.describe_rate(ratelimit.action_rate(action))
+        raise ServiceError(
+            "rate_limited", f"You are creating {what} too fast (at most {per}). Try again later."
+        )
+
+
 @transaction.atomic
 def room_create(*, user, name: str, topic: str = "", is_private: bool = False) -> Room:
-    """A new room, with `user` as its owner."""
+    """A new room, with `user` as its owner; at most CHAT_ROOM_CREATE_RATE per user."""
+    creation_rate_check(user=user, action="room_create")
     room = Room.objects.create(
         slug=_unique_slug(name), name=name, topic=topic, is_private=is_private, created_by=user
     )
@@ -97,15 +113,17 @@ def room_create(*, user, name: str, topic: str = "", is_private: bool = False) -
 def room_get_or_create_by_name(*, user, name: str) -> Room | None:
     """The tutorial's "enter any room name": the room with that name's slug.
 
-    A new name creates a public room owned by `user`. An existing room is
-    returned when the user may enter it (the room page then joins them), and
-    None when it is private to others, archived, or bans them.
+    A new name creates a public room owned by `user` (counted against
+    CHAT_ROOM_CREATE_RATE; entering an existing room is not). An existing
+    room is returned when the user may enter it (the room page then joins
+    them), and None when it is private to others, archived, or bans them.
     """
     slug = room_slug_for(name)
     if not slug:
         return None
     room = Room.objects.filter(slug=slug).first()
     if room is None:
+        creation_rate_check(user=user, action="room_create")
         try:
             with transaction.atomic():
                 room = Room.objects.create(slug=slug, name=name, created_by=user)

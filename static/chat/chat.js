@@ -9,7 +9,7 @@
  */
 
 import { createComposer } from "./composer.js";
-import { createConnection } from "./connection.js";
+import { createConnection, TOO_MANY_SOCKETS } from "./connection.js";
 import { createEditor } from "./editor.js";
 import { parseFrame } from "./frames.js";
 import { createHistoryLoader } from "./history.js";
@@ -79,7 +79,7 @@ function start() {
     getAfter: () => list.maxSeenId,
     onFrame: handleFrame,
     onGone: socketGone,
-    onClosedForGood: () => stop(""),
+    onClosedForGood: (code) => stop(code === TOO_MANY_SOCKETS ? "too_many_sockets" : ""),
     onStatus: (state, seconds) => notices.setStatus(state, seconds),
   });
   const send = (frame) => connection.send(frame);

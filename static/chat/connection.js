@@ -13,6 +13,8 @@ export const PING_MS = 25000;
 export const IDLE_MS = 60000;
 export const WATCHDOG_MS = 5000;
 export const CLOSED_FOR_GOOD = 4403; // after a closed frame: do not reconnect
+// The user has CHAT_MAX_SOCKETS_PER_USER sockets open: reconnecting would be refused again.
+export const TOO_MANY_SOCKETS = 4429;
 
 /* The socket's address: ws: or wss: as the page, with ?after=<id> when catching up. */
 export function socketUrl(loc, path, after) {
@@ -27,7 +29,7 @@ export function createConnection({
   getAfter, // the highest id to catch up from, or 0 for a fresh connect
   onFrame,
   onGone, // (code): the socket closed; called before reconnecting is planned
-  onClosedForGood, // (): the server closed it with 4403 without a closed frame
+  onClosedForGood, // (code): the server closed it with 4403 or 4429 without a closed frame
   onStatus, // (state, secondsLeft?)
   timers = realTimers,
   random = Math.random,
@@ -120,8 +122,8 @@ export function createConnection({
     onGone(code);
     if (store.stopped) {
       onStatus("disconnected");
-    } else if (code === CLOSED_FOR_GOOD) {
-      onClosedForGood();
+    } else if (code === CLOSED_FOR_GOOD || code === TOO_MANY_SOCKETS) {
+      onClosedForGood(code);
     } else if (store.unloading) {
       onStatus("disconnected");
     } else {

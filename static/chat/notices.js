@@ -19,6 +19,7 @@ export const CLOSED_TEXT = {
   deactivated: "Your account has been deactivated.",
   archived: "This room has been archived. It is read-only now.",
   signed_out: "You have signed out. Sign in again to keep chatting.",
+  too_many_sockets: "Too many open tabs or windows: close one and reload.",
 };
 
 /* The text of an error frame's code, for an alert. */

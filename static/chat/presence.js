@@ -13,18 +13,23 @@
  * needs none.
  */
 
-import { displayName, rememberName } from "./store.js";
+import { appendPerson } from "./render.js";
+import { displayName, rememberName, shownAs } from "./store.js";
 import { realTimers } from "./util.js";
 
 export const TYPING_TTL_MS = 6000;
 export const TYPING_SEND_MS = 3000;
 export const TYPING_IDLE_MS = 4000;
 
-/* The line under the log for these display names. */
-export function typingText(names) {
-  if (names.length === 1) return names[0] + " is typing…";
-  if (names.length === 2) return names[0] + " and " + names[1] + " are typing…";
-  if (names.length > 2) return "several people are typing…";
+/* The line under the log for these people ({name, user}), as text: one, two, or "several". */
+export function typingText(people) {
+  const shown = people.map(({ name, user }) => {
+    const parts = shownAs(name, user);
+    return parts.handle ? parts.name + " " + parts.handle : parts.name;
+  });
+  if (shown.length === 1) return shown[0] + " is typing…";
+  if (shown.length === 2) return shown[0] + " and " + shown[1] + " are typing…";
+  if (shown.length > 2) return "several people are typing…";
   return "";
 }
 
@@ -50,30 +55,41 @@ export function createPresence({ store, ui = {}, timers = realTimers, doc = glob
       const dot = el("span", "chat-online-dot");
       dot.setAttribute("aria-hidden", "true");
       li.appendChild(dot);
-      const name = displayName(store, user);
-      li.appendChild(el("span", "chat-online-name", name));
-      if (name !== user) {
-        li.appendChild(doc.createTextNode(" "));
-        li.appendChild(el("span", "chat-online-username", "@" + user));
-      }
+      appendPerson(doc, li, displayName(store, user), user, "chat-online-name");
       frag.appendChild(li);
     });
     ui.online.textContent = "";
     ui.online.appendChild(frag);
   }
 
-  function typingNames() {
+  function typingPeople() {
     const shown = [];
     typists.forEach((t, user) => {
-      if (user !== store.me) shown.push(t.name);
+      if (user !== store.me) shown.push({ name: t.name, user });
     });
     return shown;
   }
 
+  function typingNames() {
+    return typingPeople().map((p) => p.name);
+  }
+
+  /* Each name and @username in a <bdi> of its own, as in the log and the online list. */
   function renderTyping() {
     if (!ui.typing) return;
-    const text = typingText(typingNames());
-    if (ui.typing.textContent !== text) ui.typing.textContent = text;
+    const people = typingPeople();
+    const text = typingText(people);
+    if (ui.typing.textContent === text) return;
+    ui.typing.textContent = "";
+    if (people.length === 0 || people.length > 2) {
+      ui.typing.textContent = text;
+      return;
+    }
+    people.forEach((p, i) => {
+      if (i > 0) ui.typing.appendChild(doc.createTextNode(" and "));
+      appendPerson(doc, ui.typing, p.name, p.user, "");
+    });
+    ui.typing.appendChild(doc.createTextNode(people.length === 1 ? " is typing…" : " are typing…"));
   }
 
   function drop(user) {

@@ -4,22 +4,50 @@
  * grouping, the held messages of the outbox after them, and scrolling (the
  * log sticks to the bottom unless the reader scrolled up; "Jump to latest"
  * brings it back). Every string from the server or a person reaches the
- * page through textContent or createTextNode, never as HTML.
+ * page through textContent or createTextNode, never as HTML; names and
+ * message text each in a <bdi>, so that right-to-left text or an override
+ * character (U+202E) in them cannot reorder what is around them.
  */
 
-import { displayName } from "./store.js";
+import { displayName, shownAs } from "./store.js";
 import { dayKey, dayLabel, fullDate, hhmm, parseTime } from "./util.js";
 
 export const BOTTOM_SLACK_PX = 40;
 export const TOP_LOAD_PX = 40;
 
 /*
+ * Appends a person to `parent` as store.js shownAs() says: the name in a
+ * <bdi> of class `className`, then the muted @username in a <bdi
+ * class="person-handle">. Returns the name element.
+ */
+export function appendPerson(doc, parent, name, user, className) {
+  const parts = shownAs(name, user);
+  const nameEl = doc.createElement("bdi");
+  nameEl.className = className ? className + " person-name" : "person-name";
+  nameEl.textContent = parts.name;
+  parent.appendChild(nameEl);
+  if (parts.handle) {
+    const handleEl = doc.createElement("bdi");
+    handleEl.className = "person-handle";
+    handleEl.textContent = parts.handle;
+    parent.append(doc.createTextNode(" "), handleEl);
+  }
+  return nameEl;
+}
+
+/*
  * ui: {log, beginning, jump, older, input}. hasMessages(): the list is not
  * empty. onNearTop: the reader scrolled to the top (load older messages);
  * onMoved: the visible part of the log may have changed (read marker).
  */
-export function createLogView({ store, ui, hasMessages, onNearTop = () => {}, onMoved = () => {} }) {
-  const doc = globalThis.document;
+export function createLogView({
+  store,
+  ui,
+  hasMessages,
+  onNearTop = () => {},
+  onMoved = () => {},
+  doc = globalThis.document,
+}) {
   const views = new Map(); // message id -> {el, timeEl, bodyEl, textEl, editedEl, dayEl}
   const pending = new Map(); // client_id -> {el, noteEl}
   let dividerEl = null;
@@ -105,12 +133,12 @@ export function createLogView({ store, ui, hasMessages, onNearTop = () => {}, on
     if (own) art.classList.add("chat-msg--own");
 
     const head = el("div", "chat-msg-head");
-    const authorEl = el("span", "chat-msg-author", rec.name);
+    appendPerson(doc, head, rec.name, rec.user, "chat-msg-author");
     const timeEl = el("time", "chat-msg-time");
-    head.append(authorEl, doc.createTextNode(" "), timeEl);
+    head.append(doc.createTextNode(" "), timeEl);
 
     const bodyEl = el("div", "chat-msg-body");
-    const textEl = el("span", "chat-msg-text");
+    const textEl = el("bdi", "chat-msg-text");
     const editedEl = el("span", "chat-msg-edited", "(edited)");
     editedEl.hidden = true;
     bodyEl.append(textEl, editedEl);
@@ -222,10 +250,10 @@ export function createLogView({ store, ui, hasMessages, onNearTop = () => {}, on
     art.dataset.clientId = entry.clientId;
     const head = el("div", "chat-msg-head");
     const noteEl = el("span", "chat-msg-time chat-msg-pending-note");
-    const author = el("span", "chat-msg-author", displayName(store, store.me));
-    head.append(author, doc.createTextNode(" "), noteEl);
+    appendPerson(doc, head, displayName(store, store.me), store.me, "chat-msg-author");
+    head.append(doc.createTextNode(" "), noteEl);
     const body = el("div", "chat-msg-body fst-italic");
-    body.appendChild(el("span", "chat-msg-text", entry.text));
+    body.appendChild(el("bdi", "chat-msg-text", entry.text));
     art.append(head, body);
     return { el: art, noteEl };
   }

@@ -62,3 +62,17 @@ export function rememberNames(store, map) {
   if (!map || typeof map !== "object") return;
   Object.keys(map).forEach((username) => rememberName(store, username, map[username]));
 }
+
+/*
+ * How a person is shown, as {name, handle}: the display name with the
+ * @username beside it, since only the username is unique (a display name
+ * can copy another's, or look like it: "аlice" in Cyrillic); the @username
+ * alone when there is no other name. Not a username (the "[deleted user]"
+ * placeholder: usernames have no brackets or spaces): the name alone.
+ */
+export function shownAs(name, user) {
+  const isUsername = typeof user === "string" && /^[^\s[\]]+$/.test(user);
+  if (!isUsername) return { name: name || user || "Unknown", handle: "" };
+  if (!name || name === user) return { name: "@" + user, handle: "" };
+  return { name, handle: "@" + user };
+}

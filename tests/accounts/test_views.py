@@ -110,6 +110,36 @@ def test_sign_in_attempts_are_rate_limited(client, user_factory):
     assert _signed_in_username(client) is None
 
 
+def test_sign_up_refuses_a_username_with_look_alike_letters(client, user_factory):
+    user_factory(username="alice")
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "username": "\u0430lice",  # a Cyrillic "а", then Latin "lice"
+            "email": "mallory@example.com",
+            "password1": "correct-horse-battery",
+            "password2": "correct-horse-battery",
+        },
+    )
+    assert response.status_code == 200
+    assert "username" in response.context["form"].errors
+    assert not get_user_model().objects.filter(email="mallory@example.com").exists()
+
+
+def test_the_session_cookie_is_httponly_and_samesite_lax(client, user_factory):
+    # SameSite keeps the cookie off cross-site requests (a second line of defence
+    # against cross-site WebSocket hijacking, behind the Origin check); HttpOnly
+    # keeps it from page scripts.
+    user = user_factory(username="alice")
+    response = client.post(
+        reverse("account_login"), {"login": user.username, "password": user.raw_password}
+    )
+    assert response.status_code == 302
+    cookie = response.cookies["sessionid"]
+    assert cookie["samesite"] == "Lax"
+    assert cookie["httponly"] is True
+
+
 def test_sign_out_needs_post(client, user_factory):
     client.force_login(user_factory(username="alice"))
     response = client.get(reverse("account_logout"))

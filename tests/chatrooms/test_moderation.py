@@ -226,10 +226,10 @@ def test_invite_tokens_are_unguessable(cast):
 def test_signed_in_user_redeems_and_lands_in_the_room(client, cast):
     invite = services.invite_create(user=cast["owner"], room=cast["room"], max_uses=5)
     client.force_login(cast["nonmember"])
-    response = client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))
+    response = client.post(reverse("chatrooms:invite_redeem", args=[invite.token]))
     assert response["Location"] == "/chats/team/"
     assert Membership.objects.get(room=cast["room"], user=cast["nonmember"]).role == "member"
-    client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))  # again: no new use
+    client.post(reverse("chatrooms:invite_redeem", args=[invite.token]))  # again: no new use
     invite.refresh_from_db()
     assert invite.use_count == 1
 
@@ -245,7 +245,8 @@ def test_signed_out_visitor_signs_in_and_comes_back(client, cast):
         login, {"login": "nonmember", "password": cast["nonmember"].raw_password}
     )
     assert response["Location"] == url
-    assert client.get(url)["Location"] == "/chats/team/"
+    assert client.get(url).status_code == 200  # the invite's page: joining is its POST
+    assert client.post(url)["Location"] == "/chats/team/"
     assert Membership.objects.filter(room=cast["room"], user=cast["nonmember"]).exists()
 
 
@@ -265,7 +266,8 @@ def test_signed_out_visitor_signs_up_and_comes_back(client, cast):
         },
     )
     assert response["Location"] == url
-    assert client.get(url)["Location"] == "/chats/team/"
+    assert client.get(url).status_code == 200  # the invite's page: joining is its POST
+    assert client.post(url)["Location"] == "/chats/team/"
     assert Membership.objects.filter(room=cast["room"], user__username="newcomer").exists()
 
 
@@ -279,23 +281,28 @@ def test_dead_invites_grant_nothing(client, cast, state):
     else:
         Invite.objects.filter(id=invite.id).update(use_count=1)
     client.force_login(cast["nonmember"])
-    response = client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))
-    assert response.status_code == 410
-    assert "does not work" in response.content.decode()
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    for response in (client.get(url), client.post(url)):
+        assert response.status_code == 410
+        assert "does not work" in response.content.decode()
     assert not Membership.objects.filter(room=cast["room"], user=cast["nonmember"]).exists()
 
 
 def test_unknown_token_is_404_signed_in_or_out(client, cast):
     url = reverse("chatrooms:invite_redeem", args=["no-such-token"])
     assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
     client.force_login(cast["nonmember"])
     assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
 
 
 def test_banned_user_gets_nothing_from_an_invite(client, cast):
     invite = services.invite_create(user=cast["owner"], room=cast["room"])
     client.force_login(cast["banned"])
-    response = client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    assert client.get(url).status_code == 403
+    response = client.post(url)
     assert response.status_code == 403
     assert Membership.objects.get(room=cast["room"], user=cast["banned"]).is_banned
     invite.refresh_from_db()
@@ -491,5 +498,6 @@ def test_archived_room_invite_says_so(client, cast):
     invite = services.invite_create(user=cast["owner"], room=cast["room"])
     services.room_set_archived(user=cast["owner"], room=cast["room"], archived=True)
     client.force_login(cast["nonmember"])
-    response = client.get(reverse("chatrooms:invite_redeem", args=[invite.token]))
-    assert response.status_code == 410 and "archived" in response.content.decode()
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    for response in (client.get(url), client.post(url)):
+        assert response.status_code == 410 and "archived" in response.content.decode()

@@ -1,10 +1,12 @@
 """chatrooms/ratelimit.py: CHAT_RATE_LIMIT, at most N messages per user per
-room in any window of S seconds, and the budget of a socket's other frames.
+room in any window of S seconds; CHAT_USER_RATE_LIMIT, per user across all
+rooms, checked with it in one call; and the budget of a socket's other frames.
 
 The window slides (no fixed buckets); with Redis it is shared by every
 process, and while Redis is unreachable each process counts on its own. The
 unit tests move ratelimit's clock by hand, and run on both counters; their
 users and rooms are numbers of their own, under this run's Redis prefix.
+The creation limits (rooms, invites) are in test_caps.py.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from channels.db import database_sync_to_async
 from chatrooms import ratelimit
 from chatrooms.models import Message
 from chatrooms.ratelimit import FrameBudget, message_allowed
+from chatrooms.redis import get_redis, key
 from tests.live import free_port
 
 _ids = itertools.count(4_000_000_000)
@@ -57,8 +60,12 @@ def fresh_local(monkeypatch):
 
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis)])
 def counter(request, settings, fresh_local):
-    """Each test twice: counted in this process (no REDIS_URL), then in Redis."""
+    """Each test twice: counted in this process (no REDIS_URL), then in Redis.
+
+    The per-room tests keep the per-user limit out of their way; its own tests set it.
+    """
     settings.REDIS_URL = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    settings.CHAT_USER_RATE_LIMIT = None
     return request.param
 
 
@@ -124,7 +131,7 @@ async def test_the_limit_is_per_user_per_room(counter, clock, settings):
 
 
 async def test_no_limit_counts_nothing(counter, clock, settings):
-    settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_RATE_LIMIT = settings.CHAT_USER_RATE_LIMIT = None
     user, room = new_id(), new_id()
     for _ in range(100):
         assert await allowed(user, room)
@@ -135,6 +142,7 @@ async def test_redis_unreachable_falls_back_to_this_processs_count(
     settings, clock, fresh_local, caplog
 ):
     settings.CHAT_RATE_LIMIT = (2, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = None
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     user, other, room = new_id(), new_id(), new_id()
     with caplog.at_level(logging.WARNING, logger="chatrooms.ratelimit"):
@@ -142,7 +150,7 @@ async def test_redis_unreachable_falls_back_to_this_processs_count(
         assert await allowed(user, room)
         assert not await allowed(user, room)  # still limited, by this process
         assert await allowed(other, room)  # per user, as on Redis
-    assert set(ratelimit._local) == {(user, room), (other, room)}
+    assert set(ratelimit._local) == {(room, user), (room, other)}
     assert "rate limit falls back to this process" in caplog.text
     clock.now += 10  # the local window slides as Redis's does
     assert await allowed(user, room)
@@ -151,6 +159,7 @@ async def test_redis_unreachable_falls_back_to_this_processs_count(
 async def test_this_processs_idle_senders_are_forgotten(settings, clock, fresh_local):
     """Without Redis, a minute after their last message a sender's count is dropped."""
     settings.CHAT_RATE_LIMIT = (2, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = None
     settings.REDIS_URL = ""
     room, idle, busy = new_id(), new_id(), new_id()
     assert await allowed(idle, room)
@@ -159,11 +168,90 @@ async def test_this_processs_idle_senders_are_forgotten(settings, clock, fresh_l
     clock.now = START + 55
     assert await allowed(busy, room)
     # Swept at most once a minute: idle for 55 s, still there.
-    assert set(ratelimit._local) == {(idle, room), (busy, room)}
+    assert set(ratelimit._local) == {(room, idle), (room, busy)}
     clock.now = START + 61
     assert await allowed(busy, room)
-    assert set(ratelimit._local) == {(busy, room)}
-    assert len(ratelimit._local[(busy, room)]) == 2  # +55 and +61: the window kept
+    assert set(ratelimit._local) == {(room, busy)}
+    assert len(ratelimit._local[(room, busy)]) == 2  # +55 and +61: the window kept
+
+
+# --- CHAT_USER_RATE_LIMIT: per user across rooms, beside the per-room limit ------------
+
+
+async def test_the_per_user_limit_counts_every_room(counter, clock, settings):
+    settings.CHAT_RATE_LIMIT = (3, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = (5, 10.0)
+    user, other, rooms = new_id(), new_id(), [new_id() for _ in range(3)]
+    assert [await allowed(user, rooms[0]) for _ in range(4)] == [True] * 3 + [False]
+    assert await allowed(user, rooms[1])
+    assert await allowed(user, rooms[1])
+    # 5 in 10 s across rooms: a third room, with a per-room count of 0, is refused too.
+    assert not await allowed(user, rooms[2])
+    assert await allowed(other, rooms[2])  # per user
+    clock.now = START + 10  # the first five leave the window together
+    assert await allowed(user, rooms[2])
+
+
+async def test_a_refusal_by_either_window_counts_in_neither(counter, clock, settings):
+    """All or nothing: a message the per-room window refuses is not counted
+    against the user's total, and the other way round."""
+    settings.CHAT_RATE_LIMIT = (2, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = (4, 10.0)
+    user, busy, quiet, third = new_id(), new_id(), new_id(), new_id()
+    assert await allowed(user, busy)
+    assert await allowed(user, busy)
+    for _ in range(5):  # refused by the room's window: the user's stays at 2
+        assert not await allowed(user, busy)
+    assert await allowed(user, quiet)
+    assert await allowed(user, quiet)  # 4: the user's window is full
+    for _ in range(3):  # refused by the user's window: the room's stays at 0
+        assert not await allowed(user, third)
+    settings.CHAT_USER_RATE_LIMIT = None  # so only the per-room count speaks
+    assert await allowed(user, third)
+    assert await allowed(user, third)
+    assert not await allowed(user, third)
+
+
+async def test_the_per_user_limit_alone_when_the_per_room_one_is_off(counter, clock, settings):
+    settings.CHAT_RATE_LIMIT = None
+    settings.CHAT_USER_RATE_LIMIT = (2, 10.0)
+    user, room = new_id(), new_id()
+    assert await allowed(user, room)
+    assert await allowed(user, new_id())
+    assert not await allowed(user, room)
+
+
+@pytest.mark.redis
+async def test_both_windows_are_one_redis_call_per_message(settings, clock, redis_url, monkeypatch):
+    """The message path is benchmarked: one script call checks both windows,
+    sent by its SHA1, and a Redis that lost its scripts (a restart) runs it again."""
+    settings.REDIS_URL = redis_url
+    settings.CHAT_RATE_LIMIT = (20, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = (30, 10.0)
+    client, calls = get_redis(), []
+
+    class Counting:
+        def __getattr__(self, name):
+            attribute = getattr(client, name)
+
+            async def call(*args, **kwargs):
+                calls.append(name)
+                return await attribute(*args, **kwargs)
+
+            return call
+
+    monkeypatch.setattr(ratelimit, "get_redis", lambda: Counting())
+    user, room = new_id(), new_id()
+    assert await allowed(user, room)  # may load the script first
+    calls.clear()
+    assert await allowed(user, room)
+    assert calls == ["evalsha"]
+    await client.script_flush()  # what a restarted Redis knows of scripts
+    calls.clear()
+    assert await allowed(user, room)
+    assert calls == ["evalsha", "eval"]
+    assert await client.zcard(key("rl", room, user)) == 3
+    assert await client.zcard(key("rl", "user", user)) == 3
 
 
 # --- Other frames: a token bucket per socket -----------------------------------------
@@ -224,6 +312,33 @@ async def test_rate_limit_off(layer, room, alice, connect, settings):
     for _ in range(25):
         await a.recv_type("chat.message")
     assert await database_sync_to_async(Message.objects.count)() == 25
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_per_user_limit_spans_the_users_rooms_over_sockets(
+    layer, room_factory, alice, bob, connect, settings
+):
+    settings.CHAT_RATE_LIMIT = (3, 10.0)
+    settings.CHAT_USER_RATE_LIMIT = (4, 10.0)
+    make = database_sync_to_async(room_factory)
+    general = await make("General", owner=alice, slug="general", members=[bob])
+    random_room = await make("Random", owner=alice, slug="random")
+    a, _ = await connect(alice, general)
+    r, _ = await connect(alice, random_room)
+    for n in range(3):
+        await a.send({"type": "chat.message", "message": f"g{n}"})
+        await a.recv_type("chat.message")
+    await r.send({"type": "chat.message", "message": "r0"})
+    await r.recv_type("chat.message")
+    await r.send({"type": "chat.message", "message": "over"})  # 5th in 10 s, 2nd in this room
+    assert (await r.recv_type("error"))["code"] == "rate_limited"
+    b, _ = await connect(bob, general)  # bob has counts of his own
+    await b.send({"type": "chat.message", "message": "bob's"})
+    assert (await b.recv_type("chat.message"))["user"] == "bob"
+    bodies = await database_sync_to_async(
+        lambda: sorted(Message.objects.values_list("body", flat=True))
+    )()
+    assert bodies == ["bob's", "g0", "g1", "g2", "r0"]  # nothing stored past the limit
 
 
 @pytest.mark.django_db(transaction=True)

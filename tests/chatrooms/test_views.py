@@ -156,3 +156,321 @@ def test_display_names_and_room_names_are_escaped_in_the_lobby(client, room_fact
     body = client.get("/chats/").content.decode()
     assert "<img src=x onerror" not in body and "<script>alert(1)" not in body
     assert "&lt;img src=x onerror=alert(1)&gt;" in body
+
+
+# --- Invite links: opening one changes nothing, joining is a POST ---------------------
+
+
+def _writes(queries) -> list[str]:
+    return [
+        q["sql"]
+        for q in queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE"))
+    ]
+
+
+def _sign_in_next(location: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(location)
+    assert parts.path == reverse("account_login")
+    return parse_qs(parts.query)["next"][0]
+
+
+def _invite_row(invite) -> dict:
+    from chatrooms.models import Invite
+
+    return Invite.objects.filter(id=invite.id).values().get()
+
+
+@pytest.fixture
+def private_room(room_factory, alice, bob):
+    """alice's private room with bob in it and a topic."""
+    return room_factory(
+        "Launch <Plans>",
+        owner=alice,
+        members=[bob],
+        slug="launch",
+        is_private=True,
+        topic="Dates, owners and risks",
+    )
+
+
+@pytest.fixture
+def carol(user_factory):
+    return user_factory(username="carol", display_name="Carol")
+
+
+def test_opening_an_invite_shows_the_room_and_a_join_form_and_writes_nothing(
+    client, private_room, alice, carol
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room, max_uses=1)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    before = _invite_row(invite)
+    client.force_login(carol)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(url)
+        head = client.head(url)
+    assert page.status_code == 200 and head.status_code == 200
+    assert _writes(queries.captured_queries) == []
+    assert _invite_row(invite) == before
+    assert not Membership.objects.filter(room=private_room, user=carol).exists()
+
+    body = page.content.decode()
+    assert "<bdi>Launch &lt;Plans&gt;</bdi>" in body
+    assert "<bdi>Dates, owners and risks</bdi>" in body
+    assert "Private" in body and "2 members" in body
+    assert (
+        '<bdi class="person-name">Alice Liddell</bdi> <bdi class="person-handle">@alice</bdi>'
+        " invited you to join" in body
+    )
+    form = re.search(r'<form method="post">(.*?)</form>', body, re.S)
+    assert form, "a POST form"
+    assert 'name="csrfmiddlewaretoken"' in form[1]
+    assert re.search(r'<button type="submit"[^>]*>Join room</button>', form[1])
+    assert 'name="robots" content="noindex"' in body
+
+
+def test_a_member_opening_an_invite_gets_open_room_and_spends_nothing(
+    client, private_room, alice, bob
+):
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room, max_uses=1)
+    client.force_login(bob)
+    body = client.get(reverse("chatrooms:invite_redeem", args=[invite.token])).content.decode()
+    assert re.search(r'<a class="btn btn-primary" href="/chats/launch/">Open room</a>', body)
+    assert "Join room" not in body and '<form method="post">' not in body
+    response = client.post(reverse("chatrooms:invite_redeem", args=[invite.token]))
+    assert response["Location"] == "/chats/launch/"
+    assert _invite_row(invite)["use_count"] == 0
+
+
+def test_a_one_use_invite_survives_any_number_of_opens_then_one_post_spends_it(
+    client, private_room, alice, carol, user_factory
+):
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room, max_uses=1)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    before = _invite_row(invite)
+    dave = user_factory(username="dave")
+    for person in (carol, dave):  # a preview bot signed in as anyone, as often as it likes
+        client.force_login(person)
+        for _ in range(5):
+            assert client.get(url).status_code == 200
+            assert client.head(url).status_code == 200
+    assert _invite_row(invite) == before
+
+    client.force_login(carol)
+    response = client.post(url)
+    assert response.status_code == 302 and response["Location"] == "/chats/launch/"
+    assert Membership.objects.filter(room=private_room, user=carol, role="member").exists()
+    assert _invite_row(invite)["use_count"] == 1
+
+    # Spent: the next person is told so on opening, and a POST grants nothing either.
+    client.force_login(dave)
+    response = client.get(url)
+    assert response.status_code == 410
+    assert "It has been used as many times as it allows." in response.content.decode()
+    assert client.post(url).status_code == 410
+    assert not Membership.objects.filter(room=private_room, user=dave).exists()
+    assert _invite_row(invite)["use_count"] == 1
+
+
+@pytest.mark.parametrize(
+    "state, status",
+    [("expired", 410), ("revoked", 410), ("used_up", 410), ("archived", 410), ("banned", 403)],
+)
+def test_a_dead_invite_says_why_on_opening_and_counts_nothing(
+    client, private_room, alice, carol, state, status
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chatrooms import services
+    from chatrooms.models import Invite
+
+    invite = services.invite_create(user=alice, room=private_room, max_uses=3)
+    if state == "expired":
+        Invite.objects.filter(id=invite.id).update(expires_at=timezone.now() - timedelta(1))
+    elif state == "revoked":
+        services.invite_revoke(user=alice, invite=invite)
+    elif state == "used_up":
+        Invite.objects.filter(id=invite.id).update(use_count=3)
+    elif state == "archived":
+        services.room_set_archived(user=alice, room=private_room, archived=True)
+    else:
+        Membership.objects.create(room=private_room, user=carol, is_banned=True)
+    before = _invite_row(invite)
+    client.force_login(carol)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    response = client.get(url)
+    assert response.status_code == status
+    assert "This invite link does not work" in response.content.decode()
+    assert client.head(url).status_code == status
+    assert client.post(url).status_code == status  # the page and the join agree
+    assert _invite_row(invite) == before
+    assert not Membership.objects.filter(room=private_room, user=carol, is_banned=False).exists()
+
+
+def test_joining_needs_the_forms_csrf_token(private_room, alice, carol):
+    from django.test import Client
+
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(carol)
+    assert client.post(url).status_code == 403  # a cross-site form cannot join anyone
+    assert _invite_row(invite)["use_count"] == 0
+    assert not Membership.objects.filter(room=private_room, user=carol).exists()
+
+    page = client.get(url).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    response = client.post(url, {"csrfmiddlewaretoken": token})
+    assert response["Location"] == "/chats/launch/"
+    assert Membership.objects.filter(room=private_room, user=carol).exists()
+
+
+def test_an_invite_answers_get_head_and_post_only(client, private_room, alice, carol):
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    client.force_login(carol)
+    for method in (client.put, client.delete, client.patch):
+        assert method(url).status_code == 405
+    assert _invite_row(invite)["use_count"] == 0
+
+
+def test_signed_out_post_joins_nobody_and_goes_to_sign_in(client, private_room, alice):
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    response = client.post(url)
+    assert response.status_code == 302
+    assert _sign_in_next(response["Location"]) == url
+    assert _invite_row(invite)["use_count"] == 0
+
+
+def test_a_visitor_without_an_account_signs_up_from_the_link_and_comes_back_to_join(
+    client, private_room, alice
+):
+    from chatrooms import services
+
+    invite = services.invite_create(user=alice, room=private_room, max_uses=1)
+    url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    before = _invite_row(invite)
+    login = client.get(url)["Location"]
+    assert _sign_in_next(login) == url
+    assert _invite_row(invite) == before
+
+    # The sign-in page's "sign up" link keeps `next`; so does the sign-up form.
+    login_page = client.get(login).content.decode()
+    signup = re.search(r'href="(/accounts/signup/\?next=[^"]+)"', login_page)
+    assert signup, "a sign-up link carrying next"
+    signup_url = signup[1].replace("&amp;", "&")
+    signup_page = client.get(signup_url).content.decode()
+    assert re.search(rf'name="next" value="{re.escape(url)}"', signup_page)
+    response = client.post(
+        signup_url,
+        {
+            "username": "newcomer",
+            "email": "newcomer@example.com",
+            "password1": "a-long-fine-secret",
+            "password2": "a-long-fine-secret",
+            "next": url,
+        },
+    )
+    assert response.status_code == 302 and response["Location"] == url
+
+    # Back on the invite's page, signed in and not joined yet: they click Join.
+    page = client.get(url)
+    assert page.status_code == 200 and "Join room" in page.content.decode()
+    assert not Membership.objects.filter(room=private_room, user__username="newcomer").exists()
+    assert _invite_row(invite) == before
+    assert client.post(url)["Location"] == "/chats/launch/"
+    assert Membership.objects.filter(room=private_room, user__username="newcomer").exists()
+    assert _invite_row(invite)["use_count"] == 1
+
+
+# --- Names that cannot deceive: @username beside display names, bidi isolated ---------
+
+
+def test_settings_members_show_display_name_and_username_each_isolated(
+    client, room_factory, alice, bob, user_factory
+):
+    from chatrooms import services
+
+    # "аlice": a Cyrillic а, a look-alike of alice's username as a display name.
+    mallory = user_factory(username="mallory", display_name="\u0430lice")
+    room = room_factory("General", owner=alice, members=[bob, mallory], slug="general")
+    services.invite_create(user=alice, room=room)
+    client.force_login(alice)
+    body = client.get(reverse("chatrooms:room_settings", args=["general"])).content.decode()
+    cells = re.findall(r'<th scope="row" class="fw-normal">(.*?)</th>', body, re.S)
+    rows = {re.search(r"@([\w.@+-]+)</bdi>$", cell)[1]: cell for cell in cells}
+    assert len(rows) == 3
+    assert rows["alice"] == (
+        '<bdi class="person-name">Alice Liddell</bdi> <bdi class="person-handle">@alice</bdi>'
+    )
+    assert rows["mallory"] == (
+        '<bdi class="person-name">\u0430lice</bdi> <bdi class="person-handle">@mallory</bdi>'
+    )
+    # No display name: the username once.
+    assert rows["bob"] == '<bdi class="person-name">@bob</bdi>'
+    # The invite list says who made each link the same way.
+    assert (
+        '· by <bdi class="person-name">Alice Liddell</bdi> <bdi class="person-handle">@alice</bdi>'
+        in body
+    )
+    assert "Room settings: <bdi>General</bdi>" in body
+
+
+def test_lobby_isolates_room_names_and_topics(client, room_factory, alice, bob):
+    room_factory(
+        "\u05e9\u05dc\u05d5\u05dd 1", owner=alice, slug="mine", topic="\u05e0\u05d5\u05e9\u05d0"
+    )
+    room_factory("Other", owner=bob, slug="other", topic="Theirs")
+    client.force_login(alice)
+    body = client.get("/chats/").content.decode()
+    assert (
+        '<a class="lobby-room-name" href="/chats/mine/"><bdi>\u05e9\u05dc\u05d5\u05dd 1</bdi></a>'
+        in body
+    )
+    assert '<p class="lobby-room-topic"><bdi>\u05e0\u05d5\u05e9\u05d0</bdi></p>' in body
+    assert '<a class="lobby-room-name" href="/chats/other/"><bdi>Other</bdi></a>' in body
+    assert '<p class="lobby-room-topic"><bdi>Theirs</bdi></p>' in body
+
+
+def test_profile_shows_how_others_see_the_name(client, alice, bob):
+    client.force_login(alice)
+    body = client.get(reverse("profile")).content.decode()
+    assert (
+        '<bdi class="person-name">Alice Liddell</bdi> <bdi class="person-handle">@alice</bdi>'
+        in body
+    )
+    client.force_login(bob)
+    assert '<bdi class="person-name">@bob</bdi>' in client.get(reverse("profile")).content.decode()
+
+
+def test_the_person_stylesheet_isolates_names():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    css = (Path(settings.BASE_DIR) / "static" / "css" / "site.css").read_text()
+    rule = re.search(r"\.person-name,\s*\.person-handle\s*\{([^}]*)\}", css)
+    assert rule and "unicode-bidi: isolate" in rule[1]
+    chat_css = (Path(settings.BASE_DIR) / "static" / "chat" / "chat.css").read_text()
+    rule = re.search(r"\.chat-msg-author,\s*\.chat-msg-text,[^{]*\{([^}]*)\}", chat_css)
+    assert rule and "unicode-bidi: isolate" in rule[1]

@@ -13,9 +13,10 @@ Fixtures, from the outside in:
 - `people` (per test): `people("alice", display_name="Alice Liddell")` opens
   a new browser context (a person with their own cookies), signs them up
   through the real sign-up form and returns a `Person` (tests/e2e/helpers.py).
-  Its contexts close at the end of the test; an uncaught JavaScript error on
-  any of its pages fails the test; a failing test leaves screenshots of every
-  page and prints the server log's tail.
+  Its contexts close at the end of the test; an uncaught JavaScript error or
+  a Content-Security-Policy violation (the server sends its real, strict
+  policy) on any of its pages fails the test; a failing test leaves
+  screenshots of every page and prints the server log's tail.
 
 The tests are plain `def` functions on Playwright's sync API: pytest-asyncio
 runs no event loop around them, so the two never meet.
@@ -128,6 +129,8 @@ def people(request, browser: Browser, site: Site, tmp_path):
                     print(f"no screenshot of {person.username}'s page: {error}")
         print(f"server log ({site.log}):\n{site.log_tail()}")
     errors = [error for person in made for error in person.errors]
+    violations = [v for person in made for v in person.csp_violations]
     for person in made:
         person.context.close()
     assert not errors, f"uncaught JavaScript errors: {errors}"
+    assert not violations, "Content-Security-Policy violations:\n" + "\n".join(violations)

@@ -44,6 +44,20 @@ INVITE_URL = re.compile(r"^http://127\.0\.0\.1:\d+/chats/invite/[\w-]{40,}/$")
 SIGN_IN_URL = re.compile(r"/accounts/login/\?next=")
 DEACTIVATE = "Deactivate: end their sessions and close their chats now"
 
+# Every Content-Security-Policy violation a page sees (enforced or
+# report-only) goes to Python through this binding; the `people` fixture
+# fails the test on any. Installed as an init script, which the policy does
+# not govern, before any of the page's own scripts run.
+CSP_BINDING = "__e2eCspViolation"
+CSP_LISTENER = f"""
+document.addEventListener("securitypolicyviolation", (event) => {{
+  window.{CSP_BINDING}(
+    `${{event.disposition}} ${{event.effectiveDirective}}: ${{event.blockedURI || "inline"}}` +
+    ` at ${{event.sourceFile || document.URL}}:${{event.lineNumber}} ${{event.sample}}`
+  );
+}}, true);
+"""
+
 
 def field(label: str) -> re.Pattern:
     """A form field's label as the forms print it: "Password", "Password*" (required)."""
@@ -143,6 +157,9 @@ class Person:
         self.username = username
         self.display_name = username
         self.errors: list[str] = []
+        self.csp_violations: list[str] = []
+        context.expose_binding(CSP_BINDING, self._csp_violation)
+        context.add_init_script(CSP_LISTENER)
         self.page = self.new_page()
 
     # -- the network
@@ -183,7 +200,18 @@ class Person:
     def new_page(self) -> Page:
         page = self.context.new_page()
         page.on("pageerror", lambda error: self.errors.append(f"{self.username}: {error}"))
+        # Chromium also writes each violation to the console ("Refused to
+        # execute inline script because it violates the following Content
+        # Security Policy directive..."), including any the event missed.
+        page.on("console", self._console)
         return page
+
+    def _csp_violation(self, source: dict, detail: str) -> None:
+        self.csp_violations.append(f"{self.username}: {source['page'].url}: {detail}")
+
+    def _console(self, message) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(f"{self.username}: console: {message.text}")
 
     # -- accounts
 
@@ -402,6 +430,7 @@ class Person:
 # --------------------------------------------------------------------- accessibility
 
 AXE = VENDOR / "axe.min.js"  # axe-core 4.14.1 from npm (MPL-2.0), vendored
+AXE_URL = "/static/__e2e__/axe.min.js"
 SERIOUS = ("serious", "critical")
 
 
@@ -415,7 +444,10 @@ def axe_violations(page: Page, impacts: tuple[str, ...] = SERIOUS) -> list[dict]
         ".map((a) => a.finished))"
     )
     if not page.evaluate("typeof window.axe === 'object'"):
-        page.add_script_tag(path=AXE)
+        # From the site's own origin (Playwright answers the request), as
+        # script-src 'self' allows: an inline copy would be refused.
+        page.route(AXE_URL, lambda route: route.fulfill(path=AXE, content_type="text/javascript"))
+        page.add_script_tag(url=AXE_URL)
     result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
     return [v for v in result["violations"] if v.get("impact") in impacts]
 

@@ -183,7 +183,7 @@ def test_lobby_and_room_screenshots(people, team):
     expect(maya.online.get_by_role("listitem")).to_have_count(2)
     expect(maya.online).to_contain_text("Tom Okafor")
     tom.composer.press_sequentially("Friday 10:00 works")
-    expect(maya.page.get_by_text("Tom Okafor is typing…")).to_be_visible()
+    expect(maya.page.get_by_text(f"Tom Okafor @{tom.username} is typing…")).to_be_visible()
     maya.composer.focus()
     write(maya.page, "room.png")
 

@@ -39,7 +39,7 @@ def test_lobby_room_and_profile_pages(people):
     # The room: connected, two people online, messages of both, own-message
     # actions, a typing indicator.
     oscar.composer.press_sequentially("What time")
-    expect(nina.page.get_by_text("Oscar Peterson is typing…")).to_be_visible()
+    expect(nina.page.get_by_text(f"Oscar Peterson @{oscar.username} is typing…")).to_be_visible()
     assert_accessible(nina.page, "room page")
 
     # An open editor.

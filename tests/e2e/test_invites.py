@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.helpers import PASSWORD, ROOM_URL, SIGN_IN_URL, field
+from tests.e2e.helpers import INVITE_URL, PASSWORD, ROOM_URL, SIGN_IN_URL, field
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +39,26 @@ def test_an_invite_brings_someone_without_an_account_into_a_private_room(people,
     assert page.evaluate("navigator.clipboard.readText()") == link
 
     # Someone without an account: the link sends them to sign in, sign-in
-    # offers sign-up, and sign-up comes back to the link, which joins.
+    # offers sign-up, and sign-up comes back to the link's page, which shows
+    # the room and joins only when Join is pressed.
     bob = people("bob", account="none")
     bob.page.goto(link)
     expect(bob.page).to_have_url(SIGN_IN_URL)
     expect(bob.page.get_by_role("heading", name="Sign In")).to_be_visible()
     bob.page.get_by_role("main").get_by_role("link", name="sign up", exact=True).click()
     expect(bob.page).to_have_url(re.compile(r"/accounts/signup/\?next=.*invite"))
-    bob.sign_up(here=True, lands=re.compile(rf"/chats/{slug}/$"))
+    bob.sign_up(here=True, lands=INVITE_URL)
+    invitation = bob.page.get_by_role("region", name="Launch Plans")
+    expect(invitation.get_by_role("heading", name="Launch Plans")).to_be_visible()
+    expect(invitation).to_contain_text(f"Alice Liddell @{alice.username}")
+    expect(invitation).to_contain_text("Private")
+    expect(invitation).to_contain_text("1 member")
+    expect(invitation).to_contain_text("Dates, owners and risks")
+    # Opening the link spent nothing.
+    page.reload()
+    expect(alice.invite_item(link)).to_contain_text("Used 0 of 2 times")
+    bob.page.get_by_role("button", name="Join room").click()
+    expect(bob.page).to_have_url(re.compile(rf"/chats/{slug}/$"))
     bob.expect_connected()
     expect(bob.page.get_by_role("heading", name="Launch Plans")).to_be_visible()
     # A member, not a moderator: no way to the settings.
@@ -85,8 +97,9 @@ def test_a_kicked_member_is_told_and_the_page_stays_closed(people):
     slug = carol.create_room("Hiring", private=True)
     carol.open_settings()
     link = carol.create_invite()
-    # Signed in already: the link joins him and lands in the room.
+    # Signed in already: the link shows the room, Join lands him in it.
     dave.page.goto(link)
+    dave.page.get_by_role("button", name="Join room").click()
     expect(dave.page).to_have_url(re.compile(rf"/chats/{slug}/$"))
     dave.expect_connected()
     dave.say("Hello, I'm in.")
@@ -177,11 +190,13 @@ def test_revoked_and_used_up_links_do_not_work(people):
     expect(heidi.page.get_by_text("It was revoked")).to_be_visible()
     assert heidi.page.goto(f"/chats/{slug}/").status == 404  # it granted nothing
 
-    # One use: heidi takes it, ivan is too late.
+    # One use: ivan only looks (that spends nothing), heidi takes it, ivan is too late.
+    assert ivan.page.goto(once).status == 200
     heidi.page.goto(once)
+    heidi.page.get_by_role("button", name="Join room").click()
     expect(heidi.page).to_have_url(re.compile(rf"/chats/{slug}/$"))
     heidi.expect_connected()
-    response = ivan.page.goto(once)
+    response = ivan.page.reload()
     assert response.status == 410
     expect(ivan.page.get_by_role("heading", name="This invite link does not work")).to_be_visible()
     expect(ivan.page.get_by_text("It has been used as many times as it allows.")).to_be_visible()
@@ -228,6 +243,7 @@ def test_a_moderator_bans_and_unbans_and_no_link_lets_a_banned_person_in(people)
     leo.member_action("Unban", kim.username, done="Kim is no longer banned.")
     expect(leo.member_row(kim.username)).to_have_count(0)
     kim.page.goto(link)
+    kim.page.get_by_role("button", name="Join room").click()
     expect(kim.page).to_have_url(re.compile(rf"/chats/{slug}/$"))
     kim.expect_connected()
     kim.say("Thanks for letting me back in")

@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { beforeEach, describe, test } from "node:test";
 
-import { createConnection, IDLE_MS, PING_MS, socketUrl } from "../../static/chat/connection.js";
+import { createConnection, IDLE_MS, PING_MS, socketUrl, TOO_MANY_SOCKETS } from "../../static/chat/connection.js";
+import { CLOSED_TEXT } from "../../static/chat/notices.js";
 import { createStore, readConfig } from "../../static/chat/store.js";
 import { fakeTimers } from "./fake-timers.js";
 
@@ -161,6 +162,21 @@ describe("connecting", () => {
     timers.advance(120000);
     assert.equal(FakeSocket.made.length, 1);
   });
+
+  // --- Per-user socket cap (4429, docs/protocol.md) ---
+  test("a close with 4429 (too many sockets) never reconnects, and says why", () => {
+    assert.equal(TOO_MANY_SOCKETS, 4429);
+    conn.connect();
+    latest().open();
+    latest().drop(4429); // closed before any hello: the server refused this tab
+    assert.deepEqual(log.at(-2), ["gone", 4429]);
+    assert.deepEqual(log.at(-1), ["closed for good"]);
+    assert.ok(!statuses().some((s) => s.startsWith("reconnecting")));
+    timers.advance(120000);
+    assert.equal(FakeSocket.made.length, 1);
+    assert.equal(CLOSED_TEXT.too_many_sockets, "Too many open tabs or windows: close one and reload.");
+  });
+  // --- end of per-user socket cap ---
 
   test("once stopped (a closed frame), a close only says disconnected", () => {
     conn.connect();

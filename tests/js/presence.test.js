@@ -15,18 +15,23 @@ import {
   typingText,
 } from "../../static/chat/presence.js";
 import { createStore, readConfig, rememberNames } from "../../static/chat/store.js";
+import { fakeDocument, markup, textNodes } from "./fake-dom.js";
 import { fakeTimers } from "./fake-timers.js";
 
 let timers;
 let store;
 let presence;
-let typingLine; // a stand-in for #chat-typing
+let doc;
+let typingLine; // #chat-typing
+let onlineList; // #chat-online
 
 beforeEach(() => {
   timers = fakeTimers();
   store = createStore(readConfig(JSON.stringify({ username: "alice", displayName: "Alice" })));
-  typingLine = { textContent: "" };
-  presence = createPresence({ store, ui: { typing: typingLine }, timers });
+  doc = fakeDocument();
+  typingLine = doc.createElement("div");
+  onlineList = doc.createElement("ul");
+  presence = createPresence({ store, ui: { typing: typingLine, online: onlineList }, timers, doc });
 });
 
 const typing = (user, active, display_name = "") =>
@@ -54,13 +59,29 @@ describe("online", () => {
     assert.equal(store.namesDirty, false);
   });
 
+  test("the list shows each display name with its @username, and the @username alone when there is no other name", () => {
+    rememberNames(store, { bob: "Bob", mallory: "\u202Eecila", dan: "dan" });
+    presence.setOnline(["alice", "bob", "dan", "mallory"]);
+    const items = onlineList.children;
+    assert.deepEqual(
+      items.map((li) => li.textContent),
+      ["Alice @alice", "Bob @bob", "@dan", "\u202Eecila @mallory"]
+    );
+    assert.equal(
+      markup(items[3]),
+      '<li class="chat-online-item"><span class="chat-online-dot" aria-hidden="true"></span>' +
+        '<bdi class="chat-online-name person-name">\u202Eecila</bdi> <bdi class="person-handle">@mallory</bdi></li>'
+    );
+    assert.ok(items[0].classList.contains("is-me"));
+  });
+
   test("someone who goes offline stops typing", () => {
     presence.setOnline(["alice", "bob", "carol"]);
     presence.onTyping(typing("bob", true, "Bob"));
     presence.onTyping(typing("carol", true, "Carol"));
-    assert.equal(typingLine.textContent, "Bob and Carol are typing…");
+    assert.equal(typingLine.textContent, "Bob @bob and Carol @carol are typing…");
     presence.setOnline(["alice", "carol"]);
-    assert.equal(typingLine.textContent, "Carol is typing…");
+    assert.equal(typingLine.textContent, "Carol @carol is typing…");
   });
 });
 
@@ -104,17 +125,37 @@ describe("typing", () => {
     assert.deepEqual(presence.typingNames(), []);
   });
 
-  test("the line names one or two typists, then says several", () => {
+  test("the line names one or two typists with their @username, then says several", () => {
+    const bob = { name: "Bob", user: "bob" };
+    const carol = { name: "Carol", user: "carol" };
     assert.equal(typingText([]), "");
-    assert.equal(typingText(["Bob"]), "Bob is typing…");
-    assert.equal(typingText(["Bob", "Carol"]), "Bob and Carol are typing…");
-    assert.equal(typingText(["Bob", "Carol", "Dan"]), "several people are typing…");
+    assert.equal(typingText([bob]), "Bob @bob is typing…");
+    assert.equal(typingText([{ name: "dan", user: "dan" }]), "@dan is typing…");
+    assert.equal(typingText([bob, carol]), "Bob @bob and Carol @carol are typing…");
+    assert.equal(typingText([bob, carol, { name: "Dan", user: "dan" }]), "several people are typing…");
   });
 
   test("the typist's display name is learnt from the frame", () => {
     presence.onTyping(typing("erin", true, "Erin E"));
-    assert.equal(typingLine.textContent, "Erin E is typing…");
+    assert.equal(typingLine.textContent, "Erin E @erin is typing…");
     assert.equal(store.names.get("erin"), "Erin E");
+  });
+
+  test("a look-alike name shows its own @username, each part isolated", () => {
+    // "аlice" with a Cyrillic а, and a name with a right-to-left override.
+    presence.onTyping(typing("mallory", true, "\u0430lice"));
+    presence.onTyping(typing("trudy", true, "\u202Eecila"));
+    assert.equal(
+      markup(typingLine),
+      "<div>" +
+        '<bdi class="person-name">\u0430lice</bdi> <bdi class="person-handle">@mallory</bdi>' +
+        " and " +
+        '<bdi class="person-name">\u202Eecila</bdi> <bdi class="person-handle">@trudy</bdi>' +
+        " are typing…</div>"
+    );
+    for (const { text, parent } of textNodes(typingLine)) {
+      if (/[\u202A-\u202E\u2066-\u2069]/.test(text)) assert.equal(parent.tagName, "BDI", text);
+    }
   });
 });
 

@@ -51,7 +51,7 @@ test("every module is reachable from chat.js, without cycles", () => {
 
 test("the room page maps and preloads every module, and loads chat.js as a module", () => {
   const html = readFileSync(TEMPLATE, "utf8");
-  const map = html.match(/<script type="importmap">([\s\S]*?)<\/script>/);
+  const map = html.match(/<script type="importmap" nonce="\{\{ CSP_NONCE \}\}">([\s\S]*?)<\/script>/);
   assert.ok(map, "an import map");
   const mapped = Array.from(
     map[1].matchAll(/"\{% get_static_prefix %\}chat\/([a-z-]+\.js)": "\{% static 'chat\/([a-z-]+\.js)' %\}"/g),
