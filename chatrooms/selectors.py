@@ -7,6 +7,7 @@ consumer runs them in a worker thread and must not touch lazy relations.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,33 @@ def public_rooms_to_join(*, user_id: int) -> QuerySet[Room]:
     )
 
 
+# --- Archived rooms: read-only for their members --------------------------------------
+
+
+def archived_rooms_for_user(*, user_id: int) -> list[Room]:
+    """The archived rooms the user is a (not banned) member of, by name."""
+    return list(
+        Room.objects.filter(
+            archived_at__isnull=False,
+            memberships__user_id=user_id,
+            memberships__is_banned=False,
+        ).order_by("name")
+    )
+
+
+def archived_room_for_member(*, user_id: int, slug: str) -> tuple[Room, Membership] | None:
+    """The archived room with that slug and the user's membership; None unless a
+    (not banned) member: a public archived room is not open to others either,
+    since nobody can join an archived room."""
+    room = Room.objects.filter(slug=slug, archived_at__isnull=False).first()
+    if room is None:
+        return None
+    membership = membership_for(user_id=user_id, room_id=room.id)
+    if membership is None or membership.is_banned:
+        return None
+    return room, membership
+
+
 def room_for_settings(slug: str) -> Room | None:
     """The room with that slug, archived or not (its owner may unarchive it)."""
     return Room.objects.filter(slug=slug).first()
@@ -210,3 +238,60 @@ def invite_preview(*, user_id: int, token: str) -> InvitePreview | None:
         status = "join" if membership is None else "member"
     member_count = Membership.objects.filter(room=room, is_banned=False).count()
     return InvitePreview(invite=invite, room=room, status=status, member_count=member_count)
+
+
+# --- Room names and invite links as a signed-out page sees them -----------------------
+
+
+def room_name_key(name: str) -> str:
+    """What makes two room names "the same": NFKC, case-folded, spaces collapsed, trimmed."""
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class SameNameRoom:
+    """A live room whose name is the same as one being created."""
+
+    room: Room
+    # False: a public room the user is banned from; the refusal shows no link.
+    can_open: bool
+
+
+def room_with_same_name(*, user_id: int, name: str) -> SameNameRoom | None:
+    """A live room named like `name` that the user can see: public, or theirs (None if none).
+
+    Private rooms of others do not count: refusing their names would tell
+    that they exist (README.md, "Rooms").
+    """
+    key = room_name_key(name)
+    if not key:
+        return None
+    mine = dict(
+        Membership.objects.filter(user_id=user_id, room__archived_at__isnull=True).values_list(
+            "room_id", "is_banned"
+        )
+    )
+    # Names only, in Python: the database cannot compare NFKC forms, and
+    # the lobby lists every public room anyway.
+    candidates = Room.objects.filter(archived_at__isnull=True).filter(
+        Q(is_private=False) | Q(id__in=list(mine))
+    )
+    for room_id, candidate in candidates.values_list("id", "name").order_by("id"):
+        if room_name_key(candidate) == key:
+            room = Room.objects.get(id=room_id)
+            banned = mine.get(room_id, False)
+            if room.is_private and banned:
+                continue  # banned from a private room: it is not theirs to see
+            return SameNameRoom(room=room, can_open=not banned)
+    return None
+
+
+def room_for_invite_token(token: str) -> Room | None:
+    """The live room a live invite with this token leads to, or None; reads only."""
+    invite = (
+        Invite.objects.live()
+        .filter(token=token, room__archived_at__isnull=True)
+        .select_related("room")
+        .first()
+    )
+    return invite.room if invite is not None else None

@@ -15,12 +15,15 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html
 from django.views.decorators.http import require_http_methods, require_POST
 
 from chatrooms import selectors, services
 from chatrooms.forms import InviteCreateForm, RoomCreateForm, RoomEnterForm, RoomSettingsForm
 from chatrooms.models import Invite, Membership
 from chatrooms.presence import tracker
+from chatrooms.services.rooms import RoomNameTaken
 
 
 def _lobby(request: HttpRequest, *, create_form=None, enter_form=None, status=200):
@@ -31,6 +34,7 @@ def _lobby(request: HttpRequest, *, create_form=None, enter_form=None, status=20
     context = {
         "my_rooms": my_rooms,
         "public_rooms": selectors.public_rooms_to_join(user_id=request.user.id),
+        "archived_rooms": selectors.archived_rooms_for_user(user_id=request.user.id),
         "create_form": create_form or RoomCreateForm(),
         "enter_form": enter_form or RoomEnterForm(),
     }
@@ -52,10 +56,24 @@ def room_create(request: HttpRequest) -> HttpResponse:
         return _lobby(request, create_form=form, status=400)
     try:
         room = services.room_create(user=request.user, **form.cleaned_data)
+    except RoomNameTaken as exc:
+        form.add_error("name", _name_taken_error(exc))
+        return _lobby(request, create_form=form, status=400)
     except services.ServiceError as exc:  # over CHAT_ROOM_CREATE_RATE
         form.add_error(None, exc.detail)
         return _lobby(request, create_form=form, status=429)
     return redirect("chatrooms:room_detail", slug=room.slug)
+
+
+def _name_taken_error(exc: RoomNameTaken) -> str:
+    if not exc.can_open:  # banned from it: no link to a page that would 404
+        return exc.detail
+    return format_html(
+        'A room named <bdi>{}</bdi> already exists: <a href="{}">open it</a>,'
+        " or choose another name.",
+        exc.room.name,
+        reverse("chatrooms:room_detail", args=[exc.room.slug]),
+    )
 
 
 @login_required
@@ -83,6 +101,9 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """`/chats/<slug>/`: the room; visiting a public room joins it."""
     access = services.room_enter(user=request.user, slug=slug)
     if access is None:
+        archived = selectors.archived_room_for_member(user_id=request.user.id, slug=slug)
+        if archived is not None:
+            return _room_archived(request, *archived)
         # The same answer for "missing" and "not yours": private rooms'
         # names do not leak.
         raise Http404("No such room")
@@ -111,6 +132,34 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+def _room_archived(request: HttpRequest, room, membership: Membership) -> HttpResponse:
+    """An archived room's page: its history, server-rendered, read-only, no socket.
+
+    The socket still refuses an archived room (docs/protocol.md), so this page
+    loads no client; older pages are plain links (`?before=<id>`)."""
+    before = request.GET.get("before")
+    frames, has_more = selectors.message_history(
+        room_id=room.id,
+        before=_int(before) if before else None,
+        limit=settings.CHAT_HISTORY_PAGE,
+    )
+    for frame in frames:
+        frame["date"] = parse_datetime(frame["ts"])
+    return render(
+        request,
+        "chatrooms/room_archived.html",
+        {
+            "room": room,
+            "membership": membership,
+            "is_owner": membership.role == Membership.Role.OWNER,
+            "can_moderate": membership.can_moderate,
+            "chat_messages": frames,
+            "older": frames[0]["id"] if has_more and frames else None,
+            "paged": bool(before),
+        },
+    )
+
+
 # --- Room settings ---------------------------------------------------------------------
 
 # POST actions of the settings page: name -> (service, needs a target user).
@@ -128,6 +177,10 @@ _MEMBER_ACTIONS = {
         user=user, room=room, user_id=uid
     ),
 }
+# Actions that ask first (templates/chatrooms/_confirm_text.html says what they do):
+# a form posting `ask=1` gets a confirmation page and changes nothing; the page's
+# dialog (static/chat/pages/confirm.js) drops `ask` once the person confirms.
+_ASK_FIRST = {"kick", "ban", "transfer", "archive"}
 _DONE = {
     "kick": "{name} was removed from the room.",
     "ban": "{name} is banned from the room.",
@@ -154,6 +207,8 @@ def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
     status = 200
     if request.method == "POST":
         action = request.POST.get("action", "")
+        if action in _ASK_FIRST and request.POST.get("ask"):
+            return _confirm_page(request, room=room, membership=membership, action=action)
         try:
             if action == "rename":
                 settings_form = RoomSettingsForm(request.POST)
@@ -181,6 +236,8 @@ def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
                 messages.success(
                     request, "Room archived." if action == "archive" else "Room unarchived."
                 )
+                if request.POST.get("back") == "room":  # the archived room page's button
+                    return redirect("chatrooms:room_detail", slug=room.slug)
                 return redirect("chatrooms:room_settings", slug=room.slug)
             elif action in _MEMBER_ACTIONS:
                 target = get_object_or_404(
@@ -215,6 +272,24 @@ def room_settings(request: HttpRequest, slug: str) -> HttpResponse:
         "members": selectors.room_members(room_id=room.id),
     }
     return render(request, "chatrooms/room_settings.html", context, status=status)
+
+
+def _confirm_page(request: HttpRequest, *, room, membership, action: str) -> HttpResponse:
+    """The question the dialog asks, as a page: what a browser without scripts gets."""
+    if action in ("transfer", "archive") and membership.role != Membership.Role.OWNER:
+        return HttpResponseForbidden("Only the room's owner can do that.")
+    target = None
+    if action != "archive":
+        target = get_object_or_404(
+            Membership.objects.select_related("user"),
+            room=room,
+            user_id=_int(request.POST.get("user")),
+        )
+    return render(
+        request,
+        "chatrooms/confirm_action.html",
+        {"room": room, "action": action, "target": target},
+    )
 
 
 @login_required

@@ -99,9 +99,27 @@ def creation_rate_check(*, user, action: ratelimit.Action) -> None:
         )
 
 
+class RoomNameTaken(ServiceError):
+    """room_create refused: a room the user can see already has that name."""
+
+    def __init__(self, same: selectors.SameNameRoom):
+        super().__init__(
+            "forbidden", f"A room named {same.room.name} already exists: choose another name."
+        )
+        self.room = same.room
+        self.can_open = same.can_open
+
+
 @transaction.atomic
 def room_create(*, user, name: str, topic: str = "", is_private: bool = False) -> Room:
-    """A new room, with `user` as its owner; at most CHAT_ROOM_CREATE_RATE per user."""
+    """A new room owned by `user`, unless one they can see has the same name; rate-limited.
+
+    Names of private rooms the user is not in do not count (they must not
+    leak); the name check comes first, so a refusal spends no creation.
+    """
+    same = selectors.room_with_same_name(user_id=user.id, name=name)
+    if same is not None:
+        raise RoomNameTaken(same)
     creation_rate_check(user=user, action="room_create")
     room = Room.objects.create(
         slug=_unique_slug(name), name=name, topic=topic, is_private=is_private, created_by=user
@@ -122,6 +140,12 @@ def room_get_or_create_by_name(*, user, name: str) -> Room | None:
     if not slug:
         return None
     room = Room.objects.filter(slug=slug).first()
+    if room is None:
+        # The same name under another address ("Straße" is at strae, "STRASSE"
+        # would be at strasse): open that room rather than make a second.
+        same = selectors.room_with_same_name(user_id=user.id, name=name)
+        if same is not None:
+            room = same.room
     if room is None:
         creation_rate_check(user=user, action="room_create")
         try:

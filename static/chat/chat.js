@@ -33,6 +33,7 @@ function start() {
   const ui = {
     root: $("chat-root"),
     status: $("chat-status"),
+    reconnect: $("chat-reconnect"),
     roomName: $("chat-room-name"),
     roomTopic: $("chat-room-topic"),
     log: $("chat-log"),
@@ -47,6 +48,7 @@ function start() {
     counter: $("chat-counter"),
     online: $("chat-online"),
     onlineCount: $("chat-online-count"),
+    onlineCaption: $("chat-online-caption"),
   };
   if (!ui.log || !ui.form || !ui.input || !ui.send) return;
 
@@ -305,7 +307,7 @@ function start() {
     read.reset();
     editor.unlockAll();
     outbox.socketGone();
-    composer.setEnabled(false);
+    presence.renderOnline(); // unknown until the next hello; the composer stays usable
     updateHistoryControls();
   }
 
@@ -315,6 +317,7 @@ function start() {
     connection.stop();
     outbox.stop();
     composer.setEnabled(false);
+    presence.renderOnline(); // unknown from now on
     notices.setStatus("disconnected");
     notices.showClosed(reason);
   }
@@ -353,6 +356,12 @@ function start() {
     }
   });
   window.addEventListener("online", () => connection.networkBack());
+  if (ui.reconnect) {
+    ui.reconnect.addEventListener("click", () => {
+      // The button hides as the socket opens: keep focus on the page.
+      if (connection.reconnectNow()) view.focusComposerOrLog();
+    });
+  }
 
   setInterval(() => {
     if (view.dayChanged()) relayout();
@@ -377,6 +386,7 @@ function start() {
   composer.setEnabled(false);
   updateHistoryControls();
   composer.updateCounter();
+  presence.renderOnline();
   notices.setStatus("connecting");
   connection.connect();
 }

@@ -2,7 +2,9 @@
  * The composer: the "Message" textbox and the Send button. Enter sends
  * (Shift+Enter makes a new line), the box grows with its text, a counter
  * appears near the length limit, and the text of a message the server
- * refused for good comes back into an empty box.
+ * refused for good comes back into an empty box. It stays usable while the
+ * page reconnects (the outbox holds what is sent) and is disabled only
+ * before the first hello and once the room is closed to this page.
  */
 
 import { charCount, isSendEnter } from "./util.js";
@@ -75,7 +77,8 @@ export function createComposer({ store, ui, submit, typing, showError, afterSend
       ui.input.focus();
       return;
     }
-    if (!store.ready) return;
+    // Not store.ready: while reconnecting the outbox holds it until the next hello.
+    if (store.stopped) return;
     if (!submit(text, raw)) return;
     restored = null;
     setText("");

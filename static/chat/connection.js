@@ -3,7 +3,9 @@
  * alive (a ping every 25 s; no frame for 60 s and it counts as dead), and
  * closing it for good. Frames go out through send() and come in through
  * onFrame (raw text); the page learns the socket is gone through onGone,
- * and what the status badge should say through onStatus.
+ * and what the status badge should say through onStatus: while it waits to
+ * reconnect, once a second with the seconds left, until the next try or
+ * reconnectNow().
  */
 
 import { backoffDelay, RECONNECT } from "./backoff.js";
@@ -208,6 +210,12 @@ export function createConnection({
     /* The browser says the network is back: skip the rest of the wait. */
     networkBack() {
       if (!store.stopped && !ws && reconnectTimer) connect();
+    },
+    /* "Reconnect now": cancel the wait and connect at once; false if no wait was running. */
+    reconnectNow() {
+      if (store.stopped || store.unloading || ws || !reconnectTimer) return false;
+      connect();
+      return true;
     },
   };
 }

@@ -2,12 +2,27 @@
  * Editing and deleting messages in the log: the Edit and Delete buttons of
  * one's own messages (Delete on every message for owners and moderators),
  * the inline editor (Enter saves, Escape cancels) and the chat.edit /
- * chat.delete frames they send.
+ * chat.delete frames they send. On a touch screen, with no hover, a tap on a
+ * message selects it (class is-selected: chat.css shows that one message's
+ * actions); another tap on it, or on a message without actions, unselects.
  */
 
 import { charCount, isSendEnter, realTimers } from "./util.js";
 
 export const SAVE_TIMEOUT_MS = 10000; // no answer by then: the editor unlocks
+
+// A click on one of these is the control's own business, not a selection.
+const CONTROLS = new Set(["A", "BUTTON", "INPUT", "LABEL", "SELECT", "TEXTAREA"]);
+
+/* Where a click in the log landed: its message article and the control it hit (or null). */
+export function clickTarget(target, log) {
+  let control = null;
+  for (let n = target; n && n !== log; n = n.parentNode) {
+    if (!control && CONTROLS.has(n.tagName)) control = n;
+    if (n.tagName === "ARTICLE") return { article: n, control };
+  }
+  return { article: null, control };
+}
 
 /*
  * getRecord(id) / getView(id): messages.js record and render.js view;
@@ -30,6 +45,7 @@ export function createEditor({
   const doc = globalThis.document;
   const editors = new Map(); // message id -> {form, ta, save, cancel, saving, timer}
   const deleting = new Set(); // ids of chat.delete frames sent and not answered yet
+  let selected = null; // the article whose actions a touch screen shows
 
   function el(tag, className, text) {
     const node = doc.createElement(tag);
@@ -138,6 +154,24 @@ export function createEditor({
     }
   }
 
+  /* Selects `art` (null: none); selecting the selected one unselects it. */
+  function select(art) {
+    const next = art === selected ? null : art;
+    if (selected) selected.classList.remove("is-selected");
+    // A button of the message left behind keeps focus after its tap (Delete,
+    // then Cancel in the dialog): its actions would stay shown beside these.
+    const focused = doc.activeElement;
+    if (selected && focused && selected !== next && selected.contains(focused) && focused.blur) {
+      focused.blur();
+    }
+    selected = next;
+    if (selected) selected.classList.add("is-selected");
+  }
+
+  function unselectIf(id) {
+    if (selected && Number(selected.dataset.id) === id) select(null);
+  }
+
   function isSaving(id) {
     const ed = editors.get(id);
     return !!(ed && ed.saving);
@@ -171,29 +205,39 @@ export function createEditor({
     removed(id) {
       deleting.delete(id);
       close(id, false);
+      unselectIf(id);
     },
 
     /* The list starts again: editors go with their articles. */
     reset() {
       editors.forEach((ed) => timers.clearTimeout(ed.timer));
       editors.clear();
+      select(null);
     },
+
+    /* The message selected by a tap (its id), or 0. */
+    selectedId: () => (selected ? Number(selected.dataset.id) || 0 : 0),
 
     /* The socket is gone: saving editors can be saved again. */
     unlockAll() {
       Array.from(editors.keys()).forEach(unlock);
     },
 
-    /* A click in the log: the Edit and Delete buttons. */
+    /* A click in the log: the Edit and Delete buttons; elsewhere on a message, selects it. */
     onLogClick(ev) {
-      const Element = doc.defaultView.Element;
-      const btn = ev.target instanceof Element ? ev.target.closest("button[data-action]") : null;
-      if (!btn || !ui.log.contains(btn)) return;
-      const art = btn.closest("article");
-      const id = art ? Number(art.dataset.id) : 0;
-      if (!id || !getRecord(id)) return;
-      if (btn.dataset.action === "edit") start(id);
-      else if (btn.dataset.action === "delete") confirmDelete(id);
+      if (!ui.log.contains(ev.target)) return;
+      const { article, control } = clickTarget(ev.target, ui.log);
+      const id = article ? Number(article.dataset.id) || 0 : 0;
+      if (control) {
+        // The editor's own controls, and a selection, stay as they are.
+        const action = control.dataset ? control.dataset.action : undefined;
+        if (!id || !getRecord(id)) return;
+        if (action === "edit") start(id);
+        else if (action === "delete") confirmDelete(id);
+        return;
+      }
+      const hasActions = !!(article && id && article.querySelector(".chat-msg-actions"));
+      select(hasActions ? article : null);
     },
   };
 }

@@ -41,16 +41,27 @@ export function errorText(code, detail, maxChars) {
 /* The badge's text for a connection state (seconds: the reconnect countdown). */
 export function statusText(state, seconds) {
   const s = STATUS[state] || STATUS.disconnected;
-  if (state === "reconnecting" && typeof seconds === "number") return "Reconnecting in " + seconds + "s…";
+  if (state === "reconnecting" && typeof seconds === "number") return "Reconnecting" + waitText(seconds) + "…";
   return s.text;
 }
 
+/* The countdown part of the badge: " in 8 s". */
+export function waitText(seconds) {
+  return " in " + seconds + " s";
+}
+
 /*
- * ui: {status, alerts, form}; lobbyUrl: the closing notice's way out;
- * onDismissFocus: where focus goes when a focused alert is dismissed.
+ * ui: {status, reconnect, alerts, form}; lobbyUrl: the closing notice's way
+ * out; onDismissFocus: where focus goes when a focused alert is dismissed.
  */
-export function createNotices({ store, ui, lobbyUrl = "", onLayout = () => {}, onDismissFocus = () => {} }) {
-  const doc = globalThis.document;
+export function createNotices({
+  store,
+  ui,
+  lobbyUrl = "",
+  onLayout = () => {},
+  onDismissFocus = () => {},
+  doc = globalThis.document,
+}) {
   let errorAlert = null;
   let outboxLine = null;
 
@@ -88,13 +99,37 @@ export function createNotices({ store, ui, lobbyUrl = "", onLayout = () => {}, o
     }
   }
 
+  let shownPhase = ""; // the badge's phase as last drawn: "reconnecting" with or without a countdown
+  let waitEl = null; // the countdown inside the badge
+
   return {
+    /*
+     * The badge is a live region (role="status"): a screen reader hears a
+     * change of phase, not every tick of the countdown, whose seconds are
+     * in an aria-hidden span (out of the accessibility tree, so changing it
+     * announces nothing); the "Reconnect now" button shows while it runs.
+     */
     setStatus(state, seconds) {
       store.connection = state;
+      const waiting = state === "reconnecting" && typeof seconds === "number";
+      if (ui.reconnect) ui.reconnect.hidden = !waiting;
       if (!ui.status) return;
       const s = STATUS[state] || STATUS.disconnected;
-      const text = statusText(state, seconds);
-      if (ui.status.textContent !== text) ui.status.textContent = text;
+      const phase = state + (waiting ? ":wait" : "");
+      if (phase !== shownPhase || ui.status.textContent !== statusText(state, seconds)) {
+        if (waiting && phase === shownPhase && waitEl) {
+          waitEl.textContent = waitText(seconds);
+        } else if (waiting) {
+          ui.status.textContent = "";
+          waitEl = el("span", "chat-status-wait", waitText(seconds));
+          waitEl.setAttribute("aria-hidden", "true");
+          ui.status.append(doc.createTextNode("Reconnecting"), waitEl, doc.createTextNode("…"));
+        } else {
+          waitEl = null;
+          ui.status.textContent = s.text;
+        }
+        shownPhase = phase;
+      }
       STATUS_CLASSES.forEach((c) => ui.status.classList.toggle(c, c === s.cls));
       ui.status.dataset.state = state;
     },

@@ -5,7 +5,8 @@
  * out on the current socket. `held`: it is shown at the end of the log as
  * "Not sent yet", because the server could not store it (error
  * `unavailable`), failed on it (`server_error`), no answer came within
- * SEND_TIMEOUT_MS, or the socket closed first. Held messages are sent again
+ * SEND_TIMEOUT_MS, the socket closed first, or it was written while the
+ * socket was down (the composer stays usable). Held messages are sent again
  * one at a time, in order, with their own client_id (the server stores a
  * client_id once), after a backoff (backoff.js RETRY) while the socket is
  * open and at once after a hello; new sends queue behind them. An entry
@@ -145,19 +146,19 @@ export function createOutbox({
     entries: () => entries.slice(),
     retryPending: () => !!retryTimer,
 
-    /* A new message from the composer; the entry, or null if it could not go. */
+    /*
+     * A new message from the composer; the entry, or null once the room is
+     * closed to this page. While the socket is down (or messages are held)
+     * it is held behind the others and goes after the next hello, in order.
+     */
     submit(text, raw) {
-      if (!store.ready) return null;
+      if (store.stopped) return null;
       const entry = { clientId: newClientId(), text, raw, sent: false, held: false, timer: null };
-      if (held().length) {
-        // Behind the messages not sent yet, so that they all go in order.
-        entries.push(entry);
+      entries.push(entry);
+      if (held().length || !store.ready || !sendEntry(entry)) {
         hold(entry, "");
         flush();
         onChange();
-      } else {
-        if (!sendEntry(entry)) return null;
-        entries.push(entry);
       }
       return entry;
     },

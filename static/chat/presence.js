@@ -33,7 +33,16 @@ export function typingText(people) {
   return "";
 }
 
-/* ui: {online, onlineCount, typing}, each an element or null. */
+/*
+ * Whether the Online list is unknown: no hello on the current socket yet
+ * (connecting, reconnecting) or the room closed to this page. The last list
+ * known stays, greyed and captioned, since it is no longer kept up to date.
+ */
+export function onlineUnknown(store) {
+  return !store.ready || store.stopped;
+}
+
+/* ui: {online, onlineCount, onlineCaption, typing}, each an element or null. */
 export function createPresence({ store, ui = {}, timers = realTimers, doc = globalThis.document }) {
   const typists = new Map(); // username -> {name, timer}
 
@@ -45,8 +54,11 @@ export function createPresence({ store, ui = {}, timers = realTimers, doc = glob
   }
 
   function renderOnline() {
-    if (ui.onlineCount) ui.onlineCount.textContent = String(store.online.length);
+    const unknown = onlineUnknown(store);
+    if (ui.onlineCount) ui.onlineCount.textContent = unknown ? "?" : String(store.online.length);
+    if (ui.onlineCaption) ui.onlineCaption.hidden = !unknown;
     if (!ui.online) return;
+    ui.online.classList.toggle("is-unknown", unknown);
     const frag = doc.createDocumentFragment();
     store.online.forEach((user) => {
       const li = el("li", "chat-online-item");
@@ -101,6 +113,7 @@ export function createPresence({ store, ui = {}, timers = realTimers, doc = glob
   }
 
   return {
+    /* Redraws the list; after the connection's phase changed, it shows whether the list is unknown. */
     renderOnline,
     renderTyping,
     typingNames,

@@ -238,7 +238,8 @@ def test_admin_is_for_staff_only(client, user_factory):
     response = client.get(reverse("admin:accounts_user_changelist"))
     assert response.status_code == 200
     body = response.content.decode()
-    assert "Date joined" in body and "Last login" in body
+    # The join date is a filter ("By date joined"), the last login a column.
+    assert "By date joined" in body and "Last login" in body
 
 
 def test_admin_user_search_and_filters(client, user_factory):
@@ -252,3 +253,123 @@ def test_admin_user_search_and_filters(client, user_factory):
     assert [u.username for u in staff_only] == ["boss"]
     inactive = client.get(url, {"is_active__exact": "0"}).context["cl"].result_list
     assert list(inactive) == []
+
+
+# --- Sign-in and sign-up keep where the visitor was going (`next`) -----------------
+
+
+def _top_bar_links(body: str) -> dict[str, str]:
+    nav = body.split('aria-label="Main"', 1)[1].split("</nav>", 1)[0]
+    return {
+        text: href
+        for href, text in re.findall(r'<a class="nav-link" href="([^"]*)">([^<]+)</a>', nav)
+    }
+
+
+@pytest.fixture
+def invite(user_factory, room_factory):
+    from chatrooms import services
+
+    owner = user_factory(username="olga")
+    room = room_factory("General", owner=owner, is_private=True)
+    return services.invite_create(user=owner, room=room, max_uses=1)
+
+
+def test_top_bar_sign_in_and_up_links_keep_next(client):
+    response = client.get(reverse("account_login"), {"next": "/chats/invite/abc/"})
+    links = _top_bar_links(response.content.decode())
+    assert links["Sign in"] == "/accounts/login/?next=%2Fchats%2Finvite%2Fabc%2F"
+    assert links["Sign up"] == "/accounts/signup/?next=%2Fchats%2Finvite%2Fabc%2F"
+    # allauth's own cross-link on the page keeps it too.
+    assert 'href="/accounts/signup/?next=%2Fchats%2Finvite%2Fabc%2F"' in response.content.decode()
+    response = client.get(reverse("account_signup"), {"next": "/chats/invite/abc/"})
+    assert 'href="/accounts/login/?next=%2Fchats%2Finvite%2Fabc%2F"' in response.content.decode()
+
+
+def test_top_bar_links_without_next_lead_to_the_plain_pages(client):
+    links = _top_bar_links(client.get(reverse("account_login")).content.decode())
+    assert links == {"Sign in": "/accounts/login/", "Sign up": "/accounts/signup/"}
+    # The password reset page is no place to come back to.
+    links = _top_bar_links(client.get(reverse("account_reset_password")).content.decode())
+    assert links == {"Sign in": "/accounts/login/", "Sign up": "/accounts/signup/"}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/chats/",
+        "//evil.example/chats/",
+        "/\\evil.example/chats/",
+        "javascript:alert(1)",
+        "chats/",
+    ],
+)
+def test_top_bar_links_drop_a_next_that_leaves_the_site(client, target):
+    response = client.get(reverse("account_login"), {"next": target})
+    links = _top_bar_links(response.content.decode())
+    assert links == {"Sign in": "/accounts/login/", "Sign up": "/accounts/signup/"}
+    assert "evil.example" not in "".join(links.values())
+
+
+def test_sign_in_page_names_the_room_a_live_invite_leads_to(client, invite):
+    next_url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    body = client.get(reverse("account_login"), {"next": next_url}).content.decode()
+    assert "Sign in to join <bdi>General</bdi>" in body
+    assert "<title>Sign in to join General · Chat</title>" in body
+    body = client.get(reverse("account_signup"), {"next": next_url}).content.decode()
+    assert "Sign up to join <bdi>General</bdi>" in body
+    # Looking spent nothing.
+    invite.refresh_from_db()
+    assert invite.use_count == 0
+
+
+def test_sign_in_form_refused_keeps_saying_which_room(client, invite, user_factory):
+    user = user_factory(username="vic")
+    next_url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    response = client.post(
+        reverse("account_login"), {"login": user.username, "password": "wrong", "next": next_url}
+    )
+    assert response.status_code == 200
+    assert "Sign in to join <bdi>General</bdi>" in response.content.decode()
+
+
+def test_sign_in_from_an_invite_comes_back_to_it(client, invite, user_factory):
+    user = user_factory(username="walt")
+    next_url = reverse("chatrooms:invite_redeem", args=[invite.token])
+    response = client.post(
+        reverse("account_login"),
+        {"login": user.username, "password": user.raw_password, "next": next_url},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == next_url
+
+
+@pytest.mark.parametrize("how", ["revoked", "expired", "used_up", "archived", "unknown"])
+def test_sign_in_page_stays_plain_for_a_dead_invite(client, invite, how):
+    from django.utils import timezone
+
+    token = invite.token
+    if how == "revoked":
+        invite.revoked_at = timezone.now()
+    elif how == "expired":
+        invite.expires_at = timezone.now()
+    elif how == "used_up":
+        invite.use_count = 1
+    elif how == "archived":
+        invite.room.archived_at = timezone.now()
+        invite.room.save()
+    else:
+        token = "no-such-token"
+    invite.save()
+    next_url = reverse("chatrooms:invite_redeem", args=[token])
+    body = client.get(reverse("account_login"), {"next": next_url}).content.decode()
+    assert "to join" not in body
+    assert "General" not in body
+    assert '<h1 class="h3 mb-3">' in body and "Sign In" in body
+
+
+def test_sign_in_page_ignores_an_invite_on_another_site(client, invite):
+    next_url = "https://evil.example" + reverse("chatrooms:invite_redeem", args=[invite.token])
+    body = client.get(reverse("account_login"), {"next": next_url}).content.decode()
+    assert "to join" not in body
+    assert "evil.example" not in "".join(_top_bar_links(body).values())

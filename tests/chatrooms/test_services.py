@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from chatrooms import protocol, services
 from chatrooms.hub import hub
 from chatrooms.models import Membership, Message, Room
+from chatrooms.services.rooms import RoomNameTaken
 
 pytestmark = pytest.mark.django_db
 
@@ -204,3 +206,64 @@ def test_room_enter_rules(room_factory, alice, bob):
     Membership.objects.filter(room=public, user=bob).update(is_banned=True)
     assert services.room_enter(user=bob, slug="pub") is None
     assert services.room_enter(user=alice, slug="priv").role == "owner"
+
+
+# --- No second room of the same name ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "same",
+    ["General", "general", "  GENERAL  ", "Ｇｅｎｅｒａｌ", "ＧＥＮＥＲＡＬ\u3000"],
+)
+def test_room_create_refuses_the_name_of_a_public_room(room_factory, alice, bob, same):
+    general = room_factory("General", owner=bob, slug="general")
+    with pytest.raises(RoomNameTaken) as refused:
+        services.room_create(user=alice, name=same)
+    assert refused.value.room == general and refused.value.can_open
+    assert refused.value.code == "forbidden"
+    assert "A room named General already exists" in refused.value.detail
+    assert Room.objects.count() == 1
+
+
+def test_room_create_refuses_the_name_of_my_private_room(room_factory, alice, bob):
+    mine = room_factory("Leads", owner=bob, members=[alice], slug="leads", is_private=True)
+    with pytest.raises(RoomNameTaken) as refused:
+        services.room_create(user=alice, name="leads", is_private=True)
+    assert refused.value.room == mine
+
+
+def test_room_create_refuses_a_public_name_even_when_banned_there(room_factory, alice, bob):
+    room = room_factory("General", owner=bob, slug="general")
+    Membership.objects.create(room=room, user=alice, is_banned=True)
+    with pytest.raises(RoomNameTaken) as refused:
+        services.room_create(user=alice, name="General")
+    assert not refused.value.can_open  # no link to a room that would 404
+
+
+def test_room_create_allows_names_of_rooms_one_cannot_see(room_factory, alice, bob):
+    # A refusal would tell alice that bob's private room exists.
+    room_factory("Leads", owner=bob, slug="leads", is_private=True)
+    banned = room_factory("Board", owner=bob, slug="board", is_private=True)
+    Membership.objects.create(room=banned, user=alice, is_banned=True)
+    # An archived room is out of the lists; its name is free again.
+    room_factory("Old", owner=alice, slug="old", archived_at=timezone.now())
+    assert services.room_create(user=alice, name="Leads").slug == "leads-2"
+    assert services.room_create(user=alice, name="Board").slug == "board-2"
+    assert services.room_create(user=alice, name="Old").slug == "old-2"
+
+
+def test_room_create_refusal_spends_no_creation(room_factory, settings, alice, bob):
+    settings.CHAT_ROOM_CREATE_RATE = (1, 3600.0)
+    room_factory("General", owner=bob, slug="general")
+    for _ in range(3):
+        with pytest.raises(RoomNameTaken):
+            services.room_create(user=alice, name="General")
+    assert services.room_create(user=alice, name="Other").name == "Other"
+
+
+def test_enter_by_name_opens_the_room_of_the_same_name_at_another_address(room_factory, alice, bob):
+    # "Straße" slugs to "strae", "STRASSE" to "strasse": the same name all the same.
+    room = room_factory("Straße", owner=bob, slug="strae")
+    assert services.room_get_or_create_by_name(user=alice, name="STRASSE") == room
+    assert Room.objects.count() == 1
+    assert Membership.objects.get(room=room, user=alice).role == "member"

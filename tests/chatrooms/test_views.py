@@ -474,3 +474,245 @@ def test_the_person_stylesheet_isolates_names():
     chat_css = (Path(settings.BASE_DIR) / "static" / "chat" / "chat.css").read_text()
     rule = re.search(r"\.chat-msg-author,\s*\.chat-msg-text,[^{]*\{([^}]*)\}", chat_css)
     assert rule and "unicode-bidi: isolate" in rule[1]
+
+
+# --- Archived rooms stay readable; moderation asks first ------------------------------
+
+
+@pytest.fixture
+def archived(room_factory, message_factory, alice, bob):
+    """alice's archived public room "Old Plans", bob a member, two messages."""
+    from django.utils import timezone
+
+    room = room_factory("Old Plans", owner=alice, members=[bob], slug="old", topic="Q3")
+    message_factory(room, alice, "First <b>idea</b>")
+    message_factory(room, bob, "\u202eevil\nsecond line")
+    room.archived_at = timezone.now()
+    room.save(update_fields=["archived_at"])
+    return room
+
+
+def test_an_archived_room_is_readable_by_its_members_and_read_only(client, archived, bob):
+    client.force_login(bob)
+    response = client.get("/chats/old/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "This room is archived: read-only." in body
+    log = body.split('role="log" aria-label="Messages"', 1)[1]
+    articles = re.findall(r"<article.*?</article>", log, re.S)
+    assert len(articles) == 2
+    # Escaped, isolated, in order, as the client shows them.
+    assert '<bdi class="chat-msg-text">First &lt;b&gt;idea&lt;/b&gt;</bdi>' in articles[0]
+    assert (
+        '<bdi class="chat-msg-author person-name">Alice Liddell</bdi> '
+        '<bdi class="person-handle">@alice</bdi>' in articles[0]
+    )
+    assert '<bdi class="chat-msg-text">\u202eevil\nsecond line</bdi>' in articles[1]
+    assert '<bdi class="chat-msg-author person-name">@bob</bdi>' in articles[1]
+    # No composer, no client, no socket; nothing to unarchive for a member.
+    for absent in ("chat-config", "chat/chat.js", 'id="chat-input"', ">Send<", "Unarchive"):
+        assert absent not in body, absent
+    assert "Leave room" in body
+
+
+def test_the_owner_unarchives_from_the_archived_room_page(client, archived, alice):
+    client.force_login(alice)
+    body = client.get("/chats/old/").content.decode()
+    form = re.search(r'<form method="post" action="/chats/old/settings/">(.*?)</form>', body, re.S)
+    assert form and "Unarchive room" in form[1] and 'name="action" value="unarchive"' in form[1]
+    response = client.post(
+        "/chats/old/settings/", {"action": "unarchive", "back": "room"}, follow=True
+    )
+    assert response.redirect_chain[-1][0] == "/chats/old/"
+    archived.refresh_from_db()
+    assert archived.archived_at is None
+    body = response.content.decode()
+    assert "chat-config" in body and "Room unarchived." in body
+
+
+def test_an_archived_room_is_404_for_non_members_and_the_banned(client, archived, user_factory):
+    from chatrooms.models import Membership
+
+    carol = user_factory(username="carol")
+    dave = user_factory(username="dave")
+    Membership.objects.create(room=archived, user=dave, is_banned=True)
+    for person in (carol, dave):
+        client.force_login(person)
+        assert client.get("/chats/old/").status_code == 404, person
+        assert "Old Plans" not in client.get("/chats/").content.decode()
+    # Visiting a public archived room joins nobody.
+    assert not Membership.objects.filter(room=archived, user=carol).exists()
+
+
+def test_an_archived_room_pages_back_through_its_history(
+    client, room_factory, message_factory, alice, settings
+):
+    from django.utils import timezone
+
+    settings.CHAT_HISTORY_PAGE = 2
+    room = room_factory("Old", owner=alice, slug="old")
+    ids = [message_factory(room, alice, f"m{n}").id for n in range(5)]
+    Room.objects.filter(id=room.id).update(archived_at=timezone.now())
+    client.force_login(alice)
+    body = client.get("/chats/old/").content.decode()
+    assert re.findall(r'data-id="(\d+)"', body) == [str(i) for i in ids[3:]]
+    assert f'href="?before={ids[3]}"' in body and "beginning of the room" not in body
+    body = client.get(f"/chats/old/?before={ids[1]}").content.decode()
+    assert re.findall(r'data-id="(\d+)"', body) == [str(ids[0])]
+    assert "Older messages" not in body and "This is the beginning of the room" in body
+    assert "Latest messages" in body
+    assert client.get("/chats/old/?before=x").status_code == 404
+
+
+def test_the_lobby_lists_my_archived_rooms_under_archived(client, archived, room_factory, bob):
+    from django.utils import timezone
+
+    room_factory("Not Mine", owner=None, slug="not-mine", archived_at=timezone.now())
+    client.force_login(bob)
+    response = client.get("/chats/")
+    body = response.content.decode()
+    section = re.search(r'aria-labelledby="archived-rooms-heading">(.*?)</section>', body, re.S)
+    assert section, "no Archived section"
+    assert '<a class="lobby-room-name" href="/chats/old/"><bdi>Old Plans</bdi></a>' in section[1]
+    assert "Not Mine" not in body
+    assert "Old Plans" not in [item["room"].name for item in response.context["my_rooms"]]
+
+
+def test_the_lobby_has_no_archived_section_without_archived_rooms(client, room, bob):
+    client.force_login(bob)
+    assert "archived-rooms-heading" not in client.get("/chats/").content.decode()
+
+
+@pytest.mark.parametrize(
+    "action, question, consequence",
+    [
+        ("kick", "Kick", "They are removed from <bdi>General</bdi>; the room is public"),
+        ("ban", "Ban", "cannot come back through any invite until unbanned"),
+        ("transfer", "Make", "You become a moderator and cannot undo this yourself."),
+    ],
+)
+def test_kick_ban_and_make_owner_ask_first_naming_the_person(
+    client, room, alice, user_factory, action, question, consequence
+):
+    carol = user_factory(username="carol", display_name="Carol <C>")
+    Membership.objects.create(room=room, user=carol)
+    client.force_login(alice)
+    url = reverse("chatrooms:room_settings", args=["general"])
+    # The settings page: the form asks (ask=1), the question is in its <template>.
+    body = client.get(url).content.decode()
+    label = {"kick": "Kick", "ban": "Ban", "transfer": "Make owner"}[action]
+    form = re.search(
+        rf'<form method="post" data-confirm="{label}">((?:(?!</form>).)*'
+        rf'value="{action}"(?:(?!</form>).)*)</form>',
+        body,
+        re.S,
+    )
+    assert form, f"no asking form for {action}"
+    assert '<input type="hidden" name="ask" value="1">' in form[1]
+    person = (
+        '<bdi class="person-name">Carol &lt;C&gt;</bdi> <bdi class="person-handle">@carol</bdi>'
+    )
+    assert f"{question} {person}" in form[1] and consequence in form[1]
+    # Without a script: ask=1 answers the question as a page and changes nothing.
+    page = client.post(url, {"action": action, "user": carol.id, "ask": "1"})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"{question} {person}" in text and consequence in text
+    assert f'<input type="hidden" name="user" value="{carol.id}">' in text
+    assert 'name="ask"' not in text
+    membership = Membership.objects.get(room=room, user=carol)
+    assert (membership.role, membership.is_banned) == ("member", False)
+    # Confirmed (no ask): done.
+    assert client.post(url, {"action": action, "user": carol.id}).status_code == 302
+    assert not Membership.objects.filter(room=room, user=carol, role="member", is_banned=False)
+
+
+def test_archive_asks_first_and_unarchive_does_not(client, room, alice):
+    client.force_login(alice)
+    url = reverse("chatrooms:room_settings", args=["general"])
+    body = client.get(url).content.decode()
+    form = re.search(r'<form method="post" data-confirm="Archive room">(.*?)</form>', body, re.S)
+    assert form and 'name="ask" value="1"' in form[1]
+    assert "Archive <bdi>General</bdi>?" in form[1]
+    assert "Nobody can post; members can still read it; you can unarchive it." in form[1]
+    page = client.post(url, {"action": "archive", "ask": "1"})
+    assert page.status_code == 200 and "Archive <bdi>General</bdi>?" in page.content.decode()
+    room.refresh_from_db()
+    assert room.archived_at is None
+    assert client.post(url, {"action": "archive"}).status_code == 302
+    room.refresh_from_db()
+    assert room.archived_at is not None
+    body = client.get(url).content.decode()
+    unarchive = re.search(r"<form method=\"post\">(?:(?!</form>).)*value=\"unarchive\"", body, re.S)
+    assert unarchive and "ask" not in unarchive[0] and "data-confirm" not in unarchive[0]
+
+
+def test_harmless_actions_do_not_ask(client, room, alice, bob):
+    Membership.objects.filter(room=room, user=bob).delete()
+    Membership.objects.create(room=room, user=bob)
+    client.force_login(alice)
+    body = client.get(reverse("chatrooms:room_settings", args=["general"])).content.decode()
+    promote = re.search(r"<form method=\"post\">(?:(?!</form>).)*value=\"promote\"", body, re.S)
+    assert promote and 'name="ask"' not in promote[0]
+
+
+def test_asking_checks_who_asks_and_about_whom(client, room, alice, bob, user_factory):
+    """The question page is no way around the rules: a moderator is not asked
+    about the owner's actions, and an unknown member is 404."""
+    Membership.objects.filter(room=room, user=bob).delete()
+    Membership.objects.create(room=room, user=bob, role="moderator")
+    carol = user_factory(username="carol")
+    Membership.objects.create(room=room, user=carol)
+    url = reverse("chatrooms:room_settings", args=["general"])
+    client.force_login(bob)
+    assert client.post(url, {"action": "archive", "ask": "1"}).status_code == 403
+    assert client.post(url, {"action": "transfer", "user": carol.id, "ask": "1"}).status_code == 403
+    assert client.post(url, {"action": "ban", "user": 2**40, "ask": "1"}).status_code == 404
+    assert client.post(url, {"action": "ban", "user": carol.id, "ask": "1"}).status_code == 200
+    assert not Membership.objects.get(room=room, user=carol).is_banned
+
+
+# --- Creating a room whose name is taken (helper "pages") ----------------------------
+
+
+def test_creating_a_room_with_a_taken_name_offers_to_open_it(client, room_factory, alice, bob):
+    room_factory("General", owner=bob, slug="general")
+    client.force_login(alice)
+    response = client.post(reverse("chatrooms:room_create"), {"name": " general ", "topic": ""})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert (
+        'A room named <bdi>General</bdi> already exists: <a href="/chats/general/">open it</a>,'
+        " or choose another name." in body
+    )
+    assert Room.objects.count() == 1
+    assert not Membership.objects.filter(user=alice).exists()
+
+
+def test_the_taken_name_error_escapes_the_name(client, room_factory, alice, bob):
+    room_factory("<b>x</b>", owner=bob, slug="b-x")
+    client.force_login(alice)
+    response = client.post(reverse("chatrooms:room_create"), {"name": "<B>X</B>"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "<bdi>&lt;b&gt;x&lt;/b&gt;</bdi> already exists" in body
+    assert "<b>x</b>" not in body
+
+
+def test_banned_from_the_room_of_that_name_no_link_is_offered(client, room_factory, alice, bob):
+    room = room_factory("General", owner=bob, slug="general")
+    Membership.objects.create(room=room, user=alice, is_banned=True)
+    client.force_login(alice)
+    response = client.post(reverse("chatrooms:room_create"), {"name": "General"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "A room named General already exists: choose another name." in body
+    assert 'href="/chats/general/"' not in body
+
+
+def test_a_private_room_of_others_does_not_block_its_name(client, room_factory, alice, bob):
+    room_factory("Leads", owner=bob, slug="leads", is_private=True)
+    client.force_login(alice)
+    response = client.post(reverse("chatrooms:room_create"), {"name": "Leads"})
+    assert response.status_code == 302
+    assert response["Location"] == "/chats/leads-2/"

@@ -43,6 +43,8 @@ SETTINGS_URL = re.compile(r"/chats/([\w-]+)/settings/$")
 INVITE_URL = re.compile(r"^http://127\.0\.0\.1:\d+/chats/invite/[\w-]{40,}/$")
 SIGN_IN_URL = re.compile(r"/accounts/login/\?next=")
 DEACTIVATE = "Deactivate: end their sessions and close their chats now"
+# The Members table's buttons that ask in a dialog before they act.
+ASKS_FIRST = {"Kick", "Ban", "Make owner"}
 
 # Every Content-Security-Policy violation a page sees (enforced or
 # report-only) goes to Python through this binding; the `people` fixture
@@ -332,8 +334,15 @@ class Person:
         )
 
     def member_action(self, label: str, username: str, *, done: str) -> None:
-        """Press "<label>: <username>" in the Members table; `done` is the flash that says so."""
+        """Press "<label>: <username>" in the Members table; `done` is the flash that says so.
+
+        Kick, Ban and Make owner ask first (static/chat/pages/confirm.js): this
+        confirms in the dialog; tests/e2e/test_moderation_ui.py tests the dialog."""
         self.page.get_by_role("button", name=f"{label}: {username}", exact=True).click()
+        if label in ASKS_FIRST:
+            dialog = self.page.get_by_role("dialog")
+            expect(dialog).to_contain_text(f"@{username}")
+            dialog.get_by_role("button", name=label, exact=True).click()
         expect(self.page).to_have_url(SETTINGS_URL)
         self.expect_flash(done)
 

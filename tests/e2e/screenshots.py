@@ -189,7 +189,7 @@ def test_lobby_and_room_screenshots(people, team):
 
 
 def test_phone_screenshot(people, team):
-    """tom, a member, on his phone: his own messages have their actions."""
+    """tom, a member, on his phone: he tapped his last message, which shows its actions."""
     maya = people("maya", account="existing")
     tom = people("tom", account="existing", **PHONE)
     for person in (maya, tom):
@@ -199,6 +199,9 @@ def test_phone_screenshot(people, team):
     expect(tom.articles).to_have_count(len(RELEASE_CHAT))
     expect(tom.online.get_by_role("listitem")).to_have_count(2)
     expect(tom.composer).to_be_in_viewport()
+    mine = tom.log.locator("article.chat-msg--own").last
+    mine.locator(".chat-msg-text").tap()
+    expect(mine.get_by_role("button", name="Edit message")).to_be_visible()
     write(tom.page, "phone.png")
 
 

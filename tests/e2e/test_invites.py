@@ -38,15 +38,27 @@ def test_an_invite_brings_someone_without_an_account_into_a_private_room(people,
     expect(item.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == link
 
-    # Someone without an account: the link sends them to sign in, sign-in
-    # offers sign-up, and sign-up comes back to the link's page, which shows
-    # the room and joins only when Join is pressed.
+    # Someone without an account: the link sends them to sign in, which says
+    # which room waits; "Sign up" in the top bar keeps the invitation, and
+    # sign-up comes back to the link's page, which shows the room and joins
+    # only when Join is pressed.
     bob = people("bob", account="none")
     bob.page.goto(link)
     expect(bob.page).to_have_url(SIGN_IN_URL)
-    expect(bob.page.get_by_role("heading", name="Sign In")).to_be_visible()
-    bob.page.get_by_role("main").get_by_role("link", name="sign up", exact=True).click()
-    expect(bob.page).to_have_url(re.compile(r"/accounts/signup/\?next=.*invite"))
+    expect(bob.page).to_have_title("Sign in to join Launch Plans · Chat")
+    expect(
+        bob.page.get_by_role("heading", name="Sign in to join Launch Plans", exact=True)
+    ).to_be_visible()
+    bob.page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Sign up", exact=True
+    ).click()
+    expect(bob.page).to_have_url(re.compile(r"/accounts/signup/\?next=%2Fchats%2Finvite%2F"))
+    expect(
+        bob.page.get_by_role("heading", name="Sign up to join Launch Plans", exact=True)
+    ).to_be_visible()
+    # The page's own "sign in" link keeps it too, and so does its way back.
+    sign_in = bob.page.get_by_role("main").get_by_role("link", name="sign in", exact=True)
+    expect(sign_in).to_have_attribute("href", re.compile(r"\?next=%2Fchats%2Finvite%2F"))
     bob.sign_up(here=True, lands=INVITE_URL)
     invitation = bob.page.get_by_role("region", name="Launch Plans")
     expect(invitation.get_by_role("heading", name="Launch Plans")).to_be_visible()

@@ -1,5 +1,5 @@
 """A phone (390x844, touch): reading and sending work, the composer is on
-screen without scrolling the page, own-message actions need no hover."""
+screen without scrolling the page, own-message actions need no hover (a tap)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,9 @@ def test_a_phone_reads_and_sends(people, site):
     expect(theo.composer).to_be_in_viewport()
     assert not page_scrolls(theo.page)
 
-    # No hover on a touch screen: the actions of one's own message show.
+    # No hover on a touch screen: a tap on the message shows its actions
+    # (tests/e2e/test_layout.py: only that message's).
+    sent.locator(".chat-msg-text").tap()
     expect(sent.get_by_role("button", name="Edit message")).to_be_visible()
     expect(sent.get_by_role("button", name="Edit message")).to_have_css("opacity", "1")
     sent.get_by_role("button", name="Edit message").tap()

@@ -3,12 +3,13 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { counterText, messageText } from "../../static/chat/composer.js";
+import { counterText, createComposer, messageText } from "../../static/chat/composer.js";
 import { createHistoryLoader, historyFrame, HISTORY_TIMEOUT_MS } from "../../static/chat/history.js";
 import { createMessageList } from "../../static/chat/messages.js";
 import { createReadMarker, READ_DEBOUNCE_MS } from "../../static/chat/read.js";
 import { createStore, readConfig } from "../../static/chat/store.js";
 import { charCount, isSendEnter, toId } from "../../static/chat/util.js";
+import { fakeDocument } from "./fake-dom.js";
 import { fakeTimers } from "./fake-timers.js";
 
 describe("composer", () => {
@@ -57,6 +58,53 @@ describe("composer", () => {
     assert.equal(readConfig('{"maxChars": -5}').maxChars, 1);
     assert.equal(readConfig("not json"), null);
     assert.equal(readConfig("[1]"), null);
+  });
+});
+
+describe("composer while offline", () => {
+  function setup() {
+    const doc = fakeDocument();
+    const ui = {
+      form: doc.createElement("form"),
+      input: doc.createElement("textarea"),
+      send: doc.createElement("button"),
+      counter: null,
+    };
+    const store = createStore(readConfig('{"username": "alice"}'));
+    const submitted = [];
+    const composer = createComposer({
+      store,
+      ui,
+      submit: (text) => (store.stopped ? null : submitted.push(text) && { clientId: "c", text }),
+      typing: { input() {}, stop() {} },
+      showError: () => {},
+    });
+    const type = (text) => {
+      ui.input.value = text;
+      return ui.form.dispatch("submit");
+    };
+    return { store, ui, composer, submitted, type };
+  }
+
+  test("stays usable while reconnecting: what is sent goes to the outbox", () => {
+    const { store, ui, composer, submitted, type } = setup();
+    composer.setEnabled(true); // the first hello
+    store.ready = false; // the socket is gone; chat.js leaves the composer enabled
+    assert.equal(ui.input.disabled, false);
+    type("written offline");
+    assert.deepEqual(submitted, ["written offline"]);
+    assert.equal(ui.input.value, "", "it left the box");
+  });
+
+  test("once the room is closed to the page, nothing is taken and the text stays", () => {
+    const { store, ui, composer, submitted, type } = setup();
+    store.stopped = true;
+    composer.setEnabled(false);
+    assert.equal(ui.input.disabled, true);
+    assert.equal(ui.send.disabled, true);
+    type("too late");
+    assert.deepEqual(submitted, []);
+    assert.equal(ui.input.value, "too late");
   });
 });
 

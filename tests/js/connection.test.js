@@ -154,6 +154,43 @@ describe("connecting", () => {
     assert.equal(shown[10], "reconnecting 6");
   });
 
+  test("Reconnect now cancels the wait and connects at once, with ?after=", () => {
+    conn.connect();
+    latest().open();
+    latest().receive({ type: "hello" });
+    maxId = 9;
+    for (let i = 0; i < 4; i += 1) {
+      latest().drop(1006);
+      timers.advance(60000);
+    }
+    latest().drop(1006); // attempt 4: 8 s
+    assert.equal(statuses().at(-1), "reconnecting 8");
+    timers.advance(3000);
+    assert.equal(statuses().at(-1), "reconnecting 5");
+    const made = FakeSocket.made.length;
+    assert.equal(conn.reconnectNow(), true);
+    assert.equal(FakeSocket.made.length, made + 1, "a socket at once");
+    assert.equal(latest().url, "ws://chat.test/ws/chat/general/?after=9");
+    assert.equal(statuses().at(-1), "connecting");
+    assert.equal(conn.reconnectPending(), false, "the backoff timer is cancelled");
+    const shown = statuses().length;
+    timers.advance(10000);
+    assert.equal(FakeSocket.made.length, made + 1, "the cancelled timer never fires");
+    assert.equal(statuses().length, shown, "and the countdown stopped");
+  });
+
+  test("Reconnect now does nothing while a socket is open or connecting, or once stopped", () => {
+    conn.connect();
+    assert.equal(conn.reconnectNow(), false, "connecting");
+    latest().open();
+    latest().receive({ type: "hello" });
+    assert.equal(conn.reconnectNow(), false, "open");
+    latest().drop(1006);
+    store.stopped = true;
+    assert.equal(conn.reconnectNow(), false, "stopped");
+    assert.equal(FakeSocket.made.length, 1);
+  });
+
   test("a close with 4403 never reconnects", () => {
     conn.connect();
     latest().receive({ type: "hello" });

@@ -2,7 +2,8 @@
  * A small stand-in for the browser's DOM, enough for the client's DOM
  * modules (static/chat/render.js, presence.js) to build their elements under
  * Node: elements, text nodes, fragments, classes, attributes, dataset,
- * textContent, insertion and removal, and querySelector by tag and class.
+ * textContent, insertion and removal, querySelector by tag and class, and
+ * event listeners (`dispatch(type)` runs them).
  * No layout: sizes and scroll positions are plain numbers a test may set.
  * `markup(node)` writes a tree out as HTML, escaped, for assertions.
  */
@@ -130,6 +131,9 @@ class FakeElement extends FakeNode {
     this.scrollTop = 0;
     this.scrollHeight = 0;
     this.clientHeight = 0;
+    this.style = {};
+    this.value = "";
+    this.listeners = {}; // type -> [fn]
     const el = this;
     this.classList = {
       add: (...names) => names.forEach((n) => el.classes.includes(n) || el.classes.push(n)),
@@ -192,6 +196,20 @@ class FakeElement extends FakeNode {
 
   focus() {
     this.ownerDocument.activeElement = this;
+  }
+
+  addEventListener(type, fn) {
+    (this.listeners[type] = this.listeners[type] || []).push(fn);
+  }
+
+  /* Runs the listeners of `type` with a stand-in event; the event. */
+  dispatch(type, props = {}) {
+    const ev = { type, target: this, defaultPrevented: false, ...props };
+    ev.preventDefault = () => {
+      ev.defaultPrevented = true;
+    };
+    (this.listeners[type] || []).forEach((fn) => fn(ev));
+    return ev;
   }
 
   getBoundingClientRect() {

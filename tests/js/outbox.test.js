@@ -60,15 +60,26 @@ describe("sending", () => {
     assert.equal(outbox.heldCount(), 0);
   });
 
-  test("nothing goes before the hello", () => {
+  test("nothing goes before the hello: it is held for it", () => {
     store.ready = false;
-    assert.equal(outbox.submit("early", "early"), null);
+    const entry = outbox.submit("early", "early");
     assert.deepEqual(sent, []);
+    assert.deepEqual(heldTexts(), ["early"]);
+    assert.equal(entry.held, true);
   });
 
-  test("a message the socket refuses to take is not kept", () => {
+  test("a message the socket refuses to take is held and retried, not lost", () => {
     socketOpen = false;
-    assert.equal(outbox.submit("lost", "lost"), null);
+    const entry = outbox.submit("lost", "lost");
+    assert.deepEqual(heldTexts(), ["lost"]);
+    socketOpen = true;
+    timers.advance(1000); // the first retry: 1 s at most
+    assert.deepEqual(sent, [{ type: "chat.message", message: "lost", client_id: entry.clientId }]);
+  });
+
+  test("nothing is taken once the room is closed to the page", () => {
+    store.stopped = true;
+    assert.equal(outbox.submit("late", "late"), null);
     assert.equal(outbox.entries().length, 0);
   });
 
@@ -276,6 +287,33 @@ describe("reconnecting", () => {
     assert.equal(outbox.statusText(), "");
     timers.advance(60000);
     assert.deepEqual(sentTexts(), ["a"], "no resend once settled");
+  });
+
+  test("messages written while offline are held in order and go after the hello, one at a time", () => {
+    const a = outbox.submit("a", "a");
+    store.ready = false;
+    socketOpen = false;
+    outbox.socketGone();
+    const b = outbox.submit("b", "b"); // the composer stays usable while reconnecting
+    const c = outbox.submit("c", "c");
+    assert.deepEqual(sentTexts(), ["a"]);
+    assert.deepEqual(heldTexts(), ["a", "b", "c"]);
+    assert.equal(outbox.statusText(), "3 messages not sent yet; they go when the connection is back.");
+    timers.advance(60000);
+    assert.deepEqual(sentTexts(), ["a"], "nothing goes while the socket is down");
+
+    store.ready = true;
+    socketOpen = true;
+    outbox.helloReceived();
+    assert.deepEqual(sent.slice(1), [{ type: "chat.message", message: "a", client_id: a.clientId }]);
+    outbox.settle(a.clientId);
+    assert.deepEqual(sent.at(-1), { type: "chat.message", message: "b", client_id: b.clientId });
+    outbox.settle(b.clientId);
+    assert.deepEqual(sent.at(-1), { type: "chat.message", message: "c", client_id: c.clientId });
+    outbox.settle(c.clientId);
+    assert.deepEqual(sentTexts(), ["a", "a", "b", "c"]);
+    assert.equal(outbox.heldCount(), 0);
+    assert.equal(outbox.statusText(), "");
   });
 
   test("closed for good: held messages say they were not sent", () => {

@@ -85,6 +85,59 @@ describe("online", () => {
   });
 });
 
+describe("unknown while offline", () => {
+  let count; // #chat-online-count
+  let caption; // #chat-online-caption
+
+  beforeEach(() => {
+    count = doc.createElement("span");
+    caption = doc.createElement("p");
+    presence = createPresence({
+      store,
+      ui: { typing: typingLine, online: onlineList, onlineCount: count, onlineCaption: caption },
+      timers,
+      doc,
+    });
+  });
+
+  const shown = () => ({
+    unknown: onlineList.classList.contains("is-unknown"),
+    count: count.textContent,
+    caption: !caption.hidden,
+    names: onlineList.children.map((li) => li.dataset.username),
+  });
+
+  test("before the first hello the list is unknown; the hello's list is live", () => {
+    presence.renderOnline();
+    assert.deepEqual(shown(), { unknown: true, count: "?", caption: true, names: [] });
+    store.ready = true; // chat.js: a hello arrived on this socket
+    presence.setOnline(["alice", "bob"]);
+    assert.deepEqual(shown(), { unknown: false, count: "2", caption: false, names: ["alice", "bob"] });
+  });
+
+  test("while reconnecting the last list stays, greyed, with an unknown count; the next hello restores it", () => {
+    store.ready = true;
+    presence.setOnline(["alice", "bob", "carol"]);
+    store.ready = false; // the socket is gone (connection.js)
+    presence.renderOnline();
+    assert.deepEqual(shown(), { unknown: true, count: "?", caption: true, names: ["alice", "bob", "carol"] });
+    store.ready = true;
+    presence.setOnline(["alice", "carol"]);
+    assert.deepEqual(shown(), { unknown: false, count: "2", caption: false, names: ["alice", "carol"] });
+  });
+
+  test("after a closed frame (kicked, banned…) the list is unknown, even if a presence frame still comes", () => {
+    store.ready = true;
+    presence.setOnline(["alice", "bob"]);
+    store.stopped = true;
+    presence.renderOnline();
+    assert.deepEqual(shown(), { unknown: true, count: "?", caption: true, names: ["alice", "bob"] });
+    presence.setOnline(["alice", "bob", "dan"]); // crossed the closing
+    assert.equal(shown().unknown, true);
+    assert.equal(shown().count, "?");
+  });
+});
+
 describe("typing", () => {
   test("a typist not heard from for 6 s is dropped", () => {
     presence.onTyping(typing("bob", true, "Bob"));
