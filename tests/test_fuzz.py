@@ -47,6 +47,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from chatrooms import selectors
 from chatrooms.models import Invite, Membership, Message, Room
 from chatrooms.ratelimit import FrameBudget
 from tests.chatrooms.conftest import open_socket, session_cookie
@@ -1065,9 +1066,15 @@ def test_room_create_form(form_settings, owner, caplog, name, topic, private):
     caplog.clear()  # one record list for every example of the test
     client, alice, _, _ = owner
     before = set(Room.objects.values_list("id", flat=True))
+    # A name already used by a room alice can see is refused (README, "Rooms").
+    taken = selectors.room_with_same_name(user_id=alice.id, name=name) is not None
     response = client.post("/chats/new/", {"name": name, "topic": topic, "is_private": private})
     assert_answered(response, ok={400})
-    valid = line_accepted(name, 80, required=True) and line_accepted(topic, 250, required=False)
+    valid = (
+        line_accepted(name, 80, required=True)
+        and line_accepted(topic, 250, required=False)
+        and not taken
+    )
     assert (response.status_code == 302) == valid, response.status_code
     if not valid:
         assert response.context["create_form"].errors
