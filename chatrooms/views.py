@@ -23,7 +23,6 @@ from chatrooms import selectors, services
 from chatrooms.forms import InviteCreateForm, RoomCreateForm, RoomEnterForm, RoomSettingsForm
 from chatrooms.models import Invite, Membership
 from chatrooms.presence import tracker
-from chatrooms.services.rooms import RoomNameTaken
 
 
 def _lobby(request: HttpRequest, *, create_form=None, enter_form=None, status=200):
@@ -56,7 +55,7 @@ def room_create(request: HttpRequest) -> HttpResponse:
         return _lobby(request, create_form=form, status=400)
     try:
         room = services.room_create(user=request.user, **form.cleaned_data)
-    except RoomNameTaken as exc:
+    except services.RoomNameTaken as exc:
         form.add_error("name", _name_taken_error(exc))
         return _lobby(request, create_form=form, status=400)
     except services.ServiceError as exc:  # over CHAT_ROOM_CREATE_RATE
@@ -65,7 +64,7 @@ def room_create(request: HttpRequest) -> HttpResponse:
     return redirect("chatrooms:room_detail", slug=room.slug)
 
 
-def _name_taken_error(exc: RoomNameTaken) -> str:
+def _name_taken_error(exc: services.RoomNameTaken) -> str:
     if not exc.can_open:  # banned from it: no link to a page that would 404
         return exc.detail
     return format_html(

@@ -44,6 +44,7 @@ from chatrooms.services.moderation import (
 )
 from chatrooms.services.rooms import (
     RoomAccess,
+    RoomNameTaken,
     membership_mark_read,
     room_create,
     room_enter,
@@ -56,6 +57,7 @@ __all__ = [
     "INVITE_LIFETIMES",
     "InviteError",
     "RoomAccess",
+    "RoomNameTaken",
     "ServiceError",
     "broadcast_on_commit",
     "invite_create",
