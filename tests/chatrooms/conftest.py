@@ -17,6 +17,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from chatrooms.presence import MemoryPresence, RedisPresence
 from tests.conftest import redis_layer_settings
 
 ORIGIN = b"http://localhost"
@@ -154,3 +155,13 @@ async def connect():
             await sock.close()
         except Exception:  # already closed by the test or the server
             pass
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request, settings):
+    """A presence store, each test twice: the in-process one, then the Redis one."""
+    if request.param == "redis":
+        settings.REDIS_URL = request.getfixturevalue("redis_url")
+        return RedisPresence()
+    settings.REDIS_URL = ""
+    return MemoryPresence()

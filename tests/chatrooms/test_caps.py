@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from chatrooms import presence, ratelimit, services
 from chatrooms.models import Invite, Room
-from chatrooms.presence import Conn, MemoryPresence, RedisPresence, TooManySockets, Tracker
+from chatrooms.presence import Conn, RedisPresence, TooManySockets, Tracker
 from chatrooms.redis import get_redis
 from tests.chatrooms.conftest import open_socket, session_cookie
 from tests.live import Browserless, fresh_database, recv_json, server_env, servers_running
@@ -40,16 +40,6 @@ def new_id() -> int:
 def tab(user_id: int, room_id: int, n: int) -> Conn:
     """The n-th socket of user `user_id` in the room (as the consumer makes them)."""
     return Conn(f"u{user_id}-r{room_id}-{n}", room_id, f"user{user_id}", "", user_id)
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request, settings):
-    """Each store test twice: the in-process store, then the Redis one."""
-    if request.param == "redis":
-        settings.REDIS_URL = request.getfixturevalue("redis_url")
-        return RedisPresence()
-    settings.REDIS_URL = ""
-    return MemoryPresence()
 
 
 @pytest.fixture

@@ -40,16 +40,6 @@ def tab(room_id: int, username: str, n: int = 1, display_name: str = "") -> Conn
     return Conn(f"{username}-{room_id}-{n}", room_id, username, display_name)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request, settings):
-    """Each test twice: the in-process store, then the Redis one."""
-    if request.param == "redis":
-        settings.REDIS_URL = request.getfixturevalue("redis_url")
-        return RedisPresence()
-    settings.REDIS_URL = ""
-    return MemoryPresence()
-
-
 @pytest.fixture
 def clock(monkeypatch):
     """presence's time.time(), moved by hand: expiry without waiting for it."""
